@@ -1,1 +1,5 @@
-fn main() {}
+//! The `stagedoor` binary: see `stagedoor --help`.
+
+fn main() -> std::process::ExitCode {
+    stagedoor::cli::main()
+}

@@ -1,0 +1,361 @@
+//! Builds the application once — database, catalog, background loops — and
+//! mounts every router. `start` is what `stagedoor serve` and the tests run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::service::CatalogService;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::telemetry::Metrics;
+
+/// The demo catalog that the zero-config server serves.
+const DEMO_FILES: &[(&str, &str)] = &[
+    ("all.yaml", include_str!("../demo/catalog/all.yaml")),
+    ("org.yaml", include_str!("../demo/catalog/org.yaml")),
+    ("systems.yaml", include_str!("../demo/catalog/systems.yaml")),
+    (
+        "components.yaml",
+        include_str!("../demo/catalog/components.yaml"),
+    ),
+    ("apis.yaml", include_str!("../demo/catalog/apis.yaml")),
+    (
+        "resources.yaml",
+        include_str!("../demo/catalog/resources.yaml"),
+    ),
+    ("ai.yaml", include_str!("../demo/catalog/ai.yaml")),
+];
+
+/// Who may call the API.
+#[derive(Clone)]
+pub struct AuthPolicy {
+    required: bool,
+    /// SHA-256 of each static token with its subject: comparing digests keeps timing flat.
+    tokens: Vec<([u8; 32], String)>,
+}
+
+impl AuthPolicy {
+    fn from_config(config: &Config) -> AuthPolicy {
+        AuthPolicy {
+            required: config.auth_required(),
+            tokens: config
+                .external_access
+                .iter()
+                .map(|a| {
+                    (
+                        Sha256::digest(a.options.token.expose_secret().as_bytes()).into(),
+                        a.options.subject.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The subject of a valid bearer token.
+    fn subject(&self, header: Option<&str>) -> Option<&str> {
+        let token = header?.strip_prefix("Bearer ")?.trim();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (d, subject) in &self.tokens {
+            let diff = d
+                .iter()
+                .zip(digest.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some(subject.as_str());
+            }
+        }
+        found
+    }
+}
+
+/// A server that is up and listening.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub catalog: Arc<CatalogService>,
+    handle: ServerHandle,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking connections, finishes requests in flight, then stops the loops.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.finish().await;
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing requests in flight");
+            handle.stop(true).await;
+        });
+        self.finish().await;
+        Ok(())
+    }
+
+    async fn finish(mut self) {
+        let _ = (&mut self.server).await;
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Writes the shipped demo catalog where the demo location points.
+fn extract_demo(config: &Config) -> anyhow::Result<()> {
+    let dir = config.data_dir.join("demo-catalog");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    for (name, content) in DEMO_FILES {
+        std::fs::write(dir.join(name), content)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", dir.join(name).display()))?;
+    }
+    Ok(())
+}
+
+/// What runs besides the HTTP server.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// Process due locations in the background. Tests turn it off to drive processing themselves.
+    pub refresh_loop: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions { refresh_loop: true }
+    }
+}
+
+/// Builds everything and starts listening.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    start_with(config, StartOptions::default()).await
+}
+
+/// `start`, with options.
+pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result<RunningServer> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    if config.demo {
+        extract_demo(&config)?;
+        tracing::info!(
+            "no configuration given: serving the demo catalog on SQLite under {}",
+            config.data_dir.display()
+        );
+    }
+    let db = Db::connect(&config.database, config.pool_size).await?;
+    db.migrate_up().await?;
+    db.check_schema().await?;
+
+    let catalog = Arc::new(CatalogService::new(db.clone(), &config).await?);
+    catalog.feed.load_all().await?;
+    catalog.sync_config_locations().await?;
+
+    let auth = AuthPolicy::from_config(&config);
+    if !auth.required {
+        tracing::warn!(
+            "no backend.auth.externalAccess configured: the catalog API is open to anyone who can reach it"
+        );
+    }
+    let metrics = Metrics::new()?;
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = vec![tokio::spawn(
+        catalog.feed.clone().follow(shutdown_rx.clone()),
+    )];
+    if options.refresh_loop {
+        tasks.push(tokio::spawn(
+            catalog.clone().run_refresh_loop(shutdown_rx.clone()),
+        ));
+    }
+
+    let data = web::Data::from(catalog.clone());
+    let metrics_data = web::Data::new(metrics);
+    let auth_data = web::Data::new(auth);
+    let db_data = web::Data::new(db);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(metrics_data.clone())
+            .app_data(auth_data.clone())
+            .app_data(db_data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(2 * 1024 * 1024)
+                    .error_handler(|err, _| json_error(err).into()),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|err, _| ApiError::input(format!("Invalid path: {err}")).into()),
+            )
+            .app_data(
+                web::QueryConfig::default().error_handler(|err, _| {
+                    ApiError::input(format!("Invalid query: {err}")).into()
+                }),
+            )
+            .wrap(from_fn(authenticate))
+            .wrap(from_fn(crate::error::render_errors))
+            .wrap(from_fn(crate::telemetry::record))
+            .route("/.backstage/health/v1/readiness", web::get().to(readiness))
+            .route("/.backstage/health/v1/liveness", web::get().to(liveness))
+            .route("/metrics", web::get().to(metrics_text))
+            .configure(crate::catalog::api::routes)
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(30)
+    .bind((config.host.as_str(), config.port))
+    .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("the server bound no address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    tracing::info!(address = %addr, "stagedoor is listening");
+    Ok(RunningServer {
+        addr,
+        catalog,
+        handle,
+        shutdown,
+        server,
+        tasks,
+    })
+}
+
+fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::new(
+            crate::error::ErrorKind::PayloadTooLarge,
+            format!("Request body is larger than {limit} bytes"),
+        ),
+        E::ContentType => {
+            ApiError::input("Expected a JSON body with Content-Type: application/json")
+        }
+        E::Deserialize(e) => ApiError::input(format!("Invalid request body: {e}")),
+        other => ApiError::input(format!("Invalid request body: {other}")),
+    }
+}
+
+async fn authenticate(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let path = req.path();
+    let protected = path.starts_with("/api/") && path != "/api/catalog/openapi.json";
+    if protected {
+        if let Some(policy) = req.app_data::<web::Data<AuthPolicy>>() {
+            if policy.required {
+                let header = req
+                    .headers()
+                    .get(actix_web::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                if policy.subject(header).is_none() {
+                    let err = ApiError::unauthenticated(if header.is_none() {
+                        "Missing credentials"
+                    } else {
+                        "Invalid credentials"
+                    });
+                    return Ok(req.error_response(err).map_into_boxed_body());
+                }
+            }
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+async fn readiness(db: web::Data<Db>) -> HttpResponse {
+    match db.conn.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "status": "error",
+                "message": "database unreachable"
+            }))
+        }
+    }
+}
+
+async fn liveness() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics_text(
+    metrics: web::Data<Metrics>,
+    catalog: web::Data<CatalogService>,
+) -> HttpResponse {
+    let counts = catalog.index.read().kind_counts();
+    metrics.entities.reset();
+    for (kind, n) in counts {
+        metrics
+            .entities
+            .with_label_values(&[&kind.to_lowercase()])
+            .set(n as i64);
+    }
+    metrics.queue_depth.set(catalog.queue_depth().await as i64);
+    let errors = catalog
+        .stats
+        .processing_errors
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let counted = metrics.processing_errors.get();
+    if errors > counted {
+        metrics.processing_errors.inc_by(errors - counted);
+    }
+    if let Ok(n) = crate::catalog::store::errored_location_count(&catalog.db.conn).await {
+        metrics.locations_with_errors.set(n as i64);
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render())
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "No route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,978 @@
+//! Typed configuration read from Backstage's `app-config.yaml`.
+//!
+//! Files are loaded once at start: `${VAR}` and `$env`/`$file` are substituted,
+//! each file is checked on its own (so that an unknown key names its file),
+//! then the files are merged, the later winning, and read into [`Config`].
+//! Nothing else in the server reads files or the environment for settings.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: invalid YAML: {message}")]
+    Yaml { file: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Key {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Top-level sections of Backstage's configuration that this server does not
+/// read. They are accepted, so existing files keep working, with a warning.
+const IGNORED_SECTIONS: &[&str] = &[
+    "organization",
+    "techdocs",
+    "proxy",
+    "permission",
+    "search",
+    "home",
+    "lighthouse",
+    "costInsights",
+    "sentry",
+    "rollbar",
+    "newRelic",
+    "pagerDuty",
+    "jenkins",
+    "sonarqube",
+    "kafka",
+    "allure",
+    "azureDevOps",
+    "gitlab",
+    "homepage",
+    "events",
+    "signals",
+    "notifications",
+    "enableExperimentalRedirectFlow",
+];
+
+/// Sections that later parts of the server will read; accepted as they are now.
+const RESERVED_SECTIONS: &[&str] = &[
+    "auth",
+    "integrations",
+    "scaffolder",
+    "humanitec",
+    "kubernetes",
+];
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    #[serde(default)]
+    pub app: AppSection,
+    #[serde(default)]
+    pub backend: BackendSection,
+    #[serde(default)]
+    pub catalog: CatalogSection,
+    #[serde(default)]
+    pub auth: Option<Value>,
+    #[serde(default)]
+    pub integrations: Option<Value>,
+    #[serde(default)]
+    pub scaffolder: Option<Value>,
+    #[serde(default)]
+    pub humanitec: Option<Value>,
+    #[serde(default)]
+    pub kubernetes: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AppSection {
+    pub base_url: Option<String>,
+    pub title: Option<String>,
+    // Front-end settings of Backstage's app; accepted and not used here.
+    pub support: Option<Value>,
+    pub listen: Option<Value>,
+    pub package_name: Option<String>,
+    pub google_analytics_tracking_id: Option<String>,
+    pub analytics: Option<Value>,
+    pub experimental: Option<Value>,
+    pub routes: Option<Value>,
+    pub extensions: Option<Value>,
+    pub datadog_rum: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendSection {
+    pub base_url: Option<String>,
+    pub listen: Option<Listen>,
+    pub database: Option<DatabaseSection>,
+    pub reading: Option<ReadingSection>,
+    pub auth: Option<BackendAuth>,
+    // Accepted for compatibility; the server's own defaults apply.
+    pub cors: Option<Value>,
+    pub csp: Option<Value>,
+    pub cache: Option<Value>,
+    pub https: Option<Value>,
+    pub rate_limit: Option<Value>,
+    pub health: Option<Value>,
+}
+
+/// `backend.listen`: Backstage accepts `":7007"`, `"host:port"` or `{host, port}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Listen {
+    Address(String),
+    Parts {
+        host: Option<String>,
+        port: Option<PortValue>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PortValue {
+    Number(u16),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatabaseSection {
+    pub client: String,
+    pub connection: Option<Connection>,
+    pub ensure_exists: Option<bool>,
+    pub plugin_division_mode: Option<String>,
+    pub prefix: Option<String>,
+    pub knex_config: Option<Value>,
+    pub plugin: Option<Value>,
+    /// Pool size; Backstage's `knexConfig.pool.max` plays the same part.
+    pub pool_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Connection {
+    Url(SecretString),
+    Parts(ConnectionParts),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectionParts {
+    pub host: Option<String>,
+    pub port: Option<PortValue>,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    pub database: Option<String>,
+    pub filename: Option<String>,
+    pub directory: Option<String>,
+    pub ssl: Option<Value>,
+    pub connection_string: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingSection {
+    #[serde(default)]
+    pub allow: Vec<ReadingAllow>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingAllow {
+    pub host: String,
+    pub paths: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendAuth {
+    pub keys: Option<Vec<Value>>,
+    #[serde(default)]
+    pub external_access: Vec<ExternalAccess>,
+    #[serde(default)]
+    pub dangerously_disable_default_auth_policy: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExternalAccess {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub options: ExternalAccessOptions,
+    pub access_restrictions: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalAccessOptions {
+    pub token: SecretString,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CatalogSection {
+    pub locations: Option<Vec<LocationConfig>>,
+    pub rules: Option<Vec<CatalogRule>>,
+    pub processing_interval: Option<DurationValue>,
+    pub orphan_strategy: Option<OrphanStrategy>,
+    pub readonly: Option<bool>,
+    // Backstage settings with no effect here.
+    pub stitching_strategy: Option<Value>,
+    pub import: Option<Value>,
+    pub providers: Option<Value>,
+    pub processors: Option<Value>,
+    pub use_url_readers_search: Option<bool>,
+    pub orphan_provider_strategy: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub target: String,
+    pub rules: Option<Vec<CatalogRule>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogRule {
+    pub allow: Vec<String>,
+    pub locations: Option<Vec<RuleLocation>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleLocation {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub target: Option<String>,
+    pub pattern: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrphanStrategy {
+    #[default]
+    Keep,
+    Delete,
+}
+
+/// Backstage's HumanDuration object (`{minutes: 5}`) or an ISO 8601 duration string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    Object(HumanDuration),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HumanDuration {
+    #[serde(default)]
+    pub years: f64,
+    #[serde(default)]
+    pub months: f64,
+    #[serde(default)]
+    pub weeks: f64,
+    #[serde(default)]
+    pub days: f64,
+    #[serde(default)]
+    pub hours: f64,
+    #[serde(default)]
+    pub minutes: f64,
+    #[serde(default)]
+    pub seconds: f64,
+    #[serde(default)]
+    pub milliseconds: f64,
+}
+
+/// The database the server uses, resolved from `backend.database`.
+#[derive(Debug, Clone)]
+pub enum DatabaseConfig {
+    Sqlite { path: Option<PathBuf> },
+    Postgres { url: SecretString },
+}
+
+/// Where a location's relative paths start.
+#[derive(Debug, Clone)]
+pub struct ConfiguredLocation {
+    pub kind: String,
+    pub target: String,
+    pub rules: Option<Vec<CatalogRule>>,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub base_url: String,
+    pub app_base_url: String,
+    pub host: String,
+    pub port: u16,
+    pub database: DatabaseConfig,
+    pub pool_size: u32,
+    pub reading_allow: Vec<ReadingAllow>,
+    pub external_access: Vec<ExternalAccess>,
+    pub disable_default_auth_policy: bool,
+    pub locations: Vec<ConfiguredLocation>,
+    pub rules: Option<Vec<CatalogRule>>,
+    pub processing_interval: Duration,
+    pub orphan_strategy: OrphanStrategy,
+    pub readonly: bool,
+    /// True when no configuration file was given: the demo catalog is served.
+    pub demo: bool,
+    /// Directory for the embedded database and the demo catalog.
+    pub data_dir: PathBuf,
+    /// Messages to log once the logger is up.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads and merges the given files. With no files, the zero-config demo.
+    pub fn load(files: &[PathBuf]) -> Result<Config, ConfigError> {
+        if files.is_empty() {
+            return Ok(Self::demo(PathBuf::from(".stagedoor")));
+        }
+        let mut merged = Value::Object(Default::default());
+        let mut warnings = Vec::new();
+        for file in files {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+                file: name.clone(),
+                source,
+            })?;
+            let base = file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            let value = parse_file(&text, &name, &base, &mut warnings)?;
+            check_file(&value, &name, &mut warnings)?;
+            merge(&mut merged, value);
+        }
+        let files_label = files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let raw: RawConfig = typed(&merged, &files_label)?;
+        let base = files
+            .first()
+            .and_then(|f| f.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut config = Self::resolve(raw, &files_label, &base)?;
+        warnings.append(&mut config.warnings);
+        config.warnings = warnings;
+        Ok(config)
+    }
+
+    /// Parses configuration from YAML text, as if it were a file in `base_dir`.
+    pub fn from_yaml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        let name = "<inline>";
+        let value = parse_file(text, name, base_dir, &mut warnings)?;
+        check_file(&value, name, &mut warnings)?;
+        let raw: RawConfig = typed(&value, name)?;
+        let mut config = Self::resolve(raw, name, base_dir)?;
+        config.warnings.append(&mut warnings);
+        Ok(config)
+    }
+
+    /// The zero-config demo: loopback, SQLite under `data_dir`, the shipped catalog.
+    pub fn demo(data_dir: PathBuf) -> Config {
+        Config {
+            base_url: "http://127.0.0.1:7007".into(),
+            app_base_url: "http://127.0.0.1:7007".into(),
+            host: "127.0.0.1".into(),
+            port: 7007,
+            database: DatabaseConfig::Sqlite {
+                path: Some(data_dir.join("stagedoor.sqlite")),
+            },
+            pool_size: 4,
+            reading_allow: vec![],
+            external_access: vec![],
+            disable_default_auth_policy: false,
+            locations: vec![ConfiguredLocation {
+                kind: "file".into(),
+                target: data_dir
+                    .join("demo-catalog")
+                    .join("all.yaml")
+                    .display()
+                    .to_string(),
+                rules: None,
+            }],
+            rules: Some(vec![CatalogRule {
+                allow: crate::catalog::BUILTIN_KINDS
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect(),
+                locations: None,
+            }]),
+            processing_interval: Duration::from_secs(100),
+            orphan_strategy: OrphanStrategy::Keep,
+            readonly: false,
+            demo: true,
+            data_dir,
+            warnings: vec![],
+        }
+    }
+
+    fn resolve(raw: RawConfig, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let key_err = |key: &str, message: String| ConfigError::Key {
+            file: file.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let mut warnings = Vec::new();
+        let (host, port) = match &raw.backend.listen {
+            None => ("127.0.0.1".to_string(), 7007),
+            Some(Listen::Address(addr)) => {
+                let (h, p) = addr.rsplit_once(':').unwrap_or(("", addr.as_str()));
+                let port = p.parse::<u16>().map_err(|_| {
+                    key_err("backend.listen", format!("\"{addr}\" is not host:port"))
+                })?;
+                (if h.is_empty() { "0.0.0.0" } else { h }.to_string(), port)
+            }
+            Some(Listen::Parts { host, port }) => {
+                let port = match port {
+                    None => 7007,
+                    Some(p) => port_number(p).ok_or_else(|| {
+                        key_err("backend.listen.port", "not a port number".into())
+                    })?,
+                };
+                (
+                    host.clone().unwrap_or_else(|| "127.0.0.1".to_string()),
+                    port,
+                )
+            }
+        };
+        let base_url = raw
+            .backend
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{host}:{port}"));
+        url::Url::parse(&base_url)
+            .map_err(|e| key_err("backend.baseUrl", format!("not a URL: {e}")))?;
+        let app_base_url = raw.app.base_url.clone().unwrap_or_else(|| base_url.clone());
+        url::Url::parse(&app_base_url)
+            .map_err(|e| key_err("app.baseUrl", format!("not a URL: {e}")))?;
+
+        let data_dir = PathBuf::from(".stagedoor");
+        let (database, pool_size) = match &raw.backend.database {
+            None => (
+                DatabaseConfig::Sqlite {
+                    path: Some(data_dir.join("stagedoor.sqlite")),
+                },
+                4,
+            ),
+            Some(db) => {
+                let pool = db.pool_size.unwrap_or(8).max(1);
+                (
+                    resolve_database(db, base).map_err(|m| key_err("backend.database", m))?,
+                    pool,
+                )
+            }
+        };
+
+        let reading_allow = raw.backend.reading.clone().unwrap_or_default().allow;
+        for (i, entry) in reading_allow.iter().enumerate() {
+            if entry.host.trim().is_empty() || entry.host.contains('/') {
+                return Err(key_err(
+                    &format!("backend.reading.allow[{i}].host"),
+                    format!("\"{}\" is not a host or host:port", entry.host),
+                ));
+            }
+        }
+        let auth = raw.backend.auth.clone().unwrap_or_default();
+        for (i, access) in auth.external_access.iter().enumerate() {
+            if access.kind != "static" {
+                return Err(key_err(
+                    &format!("backend.auth.externalAccess[{i}].type"),
+                    format!("\"{}\" is not supported; use \"static\"", access.kind),
+                ));
+            }
+            use secrecy::ExposeSecret;
+            if access.options.token.expose_secret().len() < 8
+                || access
+                    .options
+                    .token
+                    .expose_secret()
+                    .contains(char::is_whitespace)
+            {
+                return Err(key_err(
+                    &format!("backend.auth.externalAccess[{i}].options.token"),
+                    "must be at least 8 characters with no whitespace".into(),
+                ));
+            }
+        }
+        let locations = raw
+            .catalog
+            .locations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| ConfiguredLocation {
+                target: if l.kind == "file" {
+                    let p = Path::new(&l.target);
+                    if p.is_absolute() {
+                        l.target.clone()
+                    } else {
+                        base.join(p).display().to_string()
+                    }
+                } else {
+                    l.target.clone()
+                },
+                kind: l.kind,
+                rules: l.rules,
+            })
+            .collect::<Vec<_>>();
+        for (i, l) in locations.iter().enumerate() {
+            if l.kind != "file" && l.kind != "url" {
+                return Err(key_err(
+                    &format!("catalog.locations[{i}].type"),
+                    format!("\"{}\" is not a location type; use file or url", l.kind),
+                ));
+            }
+        }
+        let processing_interval = match &raw.catalog.processing_interval {
+            None => Duration::from_secs(100),
+            Some(d) => duration(d)
+                .map_err(|m| key_err("catalog.processingInterval", m))?
+                .max(Duration::from_secs(1)),
+        };
+        if raw.catalog.rules.is_none() {
+            warnings.push(
+                "catalog.rules is not set: as in Backstage, only Component, API and Location \
+                 entities are accepted from locations"
+                    .to_string(),
+            );
+        }
+        Ok(Config {
+            base_url,
+            app_base_url,
+            host,
+            port,
+            database,
+            pool_size,
+            reading_allow,
+            disable_default_auth_policy: auth.dangerously_disable_default_auth_policy,
+            external_access: auth.external_access,
+            locations,
+            rules: raw.catalog.rules.clone(),
+            processing_interval,
+            orphan_strategy: raw.catalog.orphan_strategy.unwrap_or_default(),
+            readonly: raw.catalog.readonly.unwrap_or(false),
+            demo: false,
+            data_dir,
+            warnings,
+        })
+    }
+
+    /// True when callers must present a valid identity.
+    pub fn auth_required(&self) -> bool {
+        !self.disable_default_auth_policy && !self.external_access.is_empty()
+    }
+}
+
+fn port_number(p: &PortValue) -> Option<u16> {
+    match p {
+        PortValue::Number(n) => Some(*n),
+        PortValue::Text(t) => t.trim().parse().ok(),
+    }
+}
+
+fn resolve_database(db: &DatabaseSection, base: &Path) -> Result<DatabaseConfig, String> {
+    use secrecy::ExposeSecret;
+    match db.client.as_str() {
+        "better-sqlite3" | "sqlite3" => {
+            let path = match &db.connection {
+                None => Some(PathBuf::from(".stagedoor").join("stagedoor.sqlite")),
+                Some(Connection::Url(s)) if s.expose_secret() == ":memory:" => None,
+                Some(Connection::Url(s)) => Some(base.join(s.expose_secret())),
+                Some(Connection::Parts(p)) => match (&p.filename, &p.directory) {
+                    (Some(f), _) if f == ":memory:" => None,
+                    (Some(f), _) => Some(base.join(f)),
+                    (None, Some(d)) => Some(base.join(d).join("stagedoor.sqlite")),
+                    (None, None) => {
+                        return Err(
+                            "SQLite connection needs a file path, {filename}, {directory} or \":memory:\""
+                                .into(),
+                        )
+                    }
+                },
+            };
+            Ok(DatabaseConfig::Sqlite { path })
+        }
+        "pg" => {
+            let url = match &db.connection {
+                None => return Err("client pg needs a connection".into()),
+                Some(Connection::Url(s)) => {
+                    let u = s.expose_secret();
+                    if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                        return Err("connection is not a postgres:// URL".into());
+                    }
+                    u.to_string()
+                }
+                Some(Connection::Parts(p)) => {
+                    if let Some(cs) = &p.connection_string {
+                        cs.expose_secret().to_string()
+                    } else {
+                        let mut url =
+                            url::Url::parse("postgres://localhost").map_err(|e| e.to_string())?;
+                        url.set_host(Some(p.host.as_deref().unwrap_or("localhost")))
+                            .map_err(|e| format!("connection.host: {e}"))?;
+                        if let Some(port) = &p.port {
+                            let n = port_number(port).ok_or("connection.port is not a port")?;
+                            let _ = url.set_port(Some(n));
+                        }
+                        let _ = url.set_username(p.user.as_deref().unwrap_or("postgres"));
+                        if let Some(pw) = &p.password {
+                            let _ = url.set_password(Some(pw.expose_secret()));
+                        }
+                        url.set_path(p.database.as_deref().unwrap_or("stagedoor"));
+                        url.to_string()
+                    }
+                }
+            };
+            Ok(DatabaseConfig::Postgres { url: url.into() })
+        }
+        other => Err(format!(
+            "client \"{other}\" is not supported; use better-sqlite3, sqlite3 or pg"
+        )),
+    }
+}
+
+fn duration(d: &DurationValue) -> Result<Duration, String> {
+    let secs = match d {
+        DurationValue::Object(h) => {
+            h.years * 365.25 * 86400.0
+                + h.months * 30.0 * 86400.0
+                + h.weeks * 7.0 * 86400.0
+                + h.days * 86400.0
+                + h.hours * 3600.0
+                + h.minutes * 60.0
+                + h.seconds
+                + h.milliseconds / 1000.0
+        }
+        DurationValue::Text(t) => iso_duration(t)
+            .ok_or_else(|| format!("\"{t}\" is not an ISO 8601 duration such as PT5M"))?,
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err("must be a positive duration".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn iso_duration(text: &str) -> Option<f64> {
+    let t = text.trim().strip_prefix('P')?;
+    let (date, time) = t.split_once('T').unwrap_or((t, ""));
+    let mut total = 0.0;
+    for (part, units) in [
+        (
+            date,
+            &[
+                ('Y', 365.25 * 86400.0),
+                ('M', 30.0 * 86400.0),
+                ('W', 604800.0),
+                ('D', 86400.0),
+            ][..],
+        ),
+        (time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..]),
+    ] {
+        let mut num = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                num.push(c);
+            } else {
+                let factor = units.iter().find(|(u, _)| *u == c)?.1;
+                total += num.parse::<f64>().ok()? * factor;
+                num.clear();
+            }
+        }
+        if !num.is_empty() {
+            return None;
+        }
+    }
+    Some(total)
+}
+
+/// Parses one file and performs Backstage's substitutions.
+fn parse_file(
+    text: &str,
+    file: &str,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Value, ConfigError> {
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+    let json = serde_json::to_value(&yaml).map_err(|e| ConfigError::Yaml {
+        file: file.to_string(),
+        message: format!("unsupported value: {e}"),
+    })?;
+    let json = match json {
+        Value::Null => Value::Object(Default::default()),
+        Value::Object(_) => json,
+        _ => {
+            return Err(ConfigError::Yaml {
+                file: file.to_string(),
+                message: "the top level must be a mapping".into(),
+            })
+        }
+    };
+    Ok(substitute(json, "", file, base, warnings)?.unwrap_or(Value::Object(Default::default())))
+}
+
+fn substitute(
+    value: Value,
+    path: &str,
+    file: &str,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Value>, ConfigError> {
+    let err = |message: String| ConfigError::Key {
+        file: file.to_string(),
+        key: path.to_string(),
+        message,
+    };
+    Ok(match value {
+        Value::String(s) => match substitute_env(&s).map_err(err)? {
+            Some(v) => Some(Value::String(v)),
+            None => {
+                warnings.push(format!(
+                    "{file}: {path}: an environment variable it refers to is not set; the key is left out"
+                ));
+                None
+            }
+        },
+        Value::Object(map) => {
+            if map.len() == 1 {
+                if let Some(Value::String(var)) = map.get("$env") {
+                    return Ok(match std::env::var(var) {
+                        Ok(v) => Some(Value::String(v)),
+                        Err(_) => {
+                            warnings.push(format!(
+                                "{file}: {path}: environment variable {var} is not set; the key is left out"
+                            ));
+                            None
+                        }
+                    });
+                }
+                if let Some(Value::String(rel)) = map.get("$file") {
+                    let p = base.join(rel);
+                    let content = std::fs::read_to_string(&p)
+                        .map_err(|e| err(format!("$file {}: {e}", p.display())))?;
+                    return Ok(Some(Value::String(content)));
+                }
+            }
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                if k.starts_with('$') && matches!(k.as_str(), "$env" | "$file" | "$include") {
+                    return Err(err(format!(
+                        "\"{k}\" must be the only key of its mapping ($include is not supported)"
+                    )));
+                }
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if let Some(v) = substitute(v, &child, file, base, warnings)? {
+                    out.insert(k, v);
+                }
+            }
+            Some(Value::Object(out))
+        }
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, v) in items.into_iter().enumerate() {
+                if let Some(v) = substitute(v, &format!("{path}[{i}]"), file, base, warnings)? {
+                    out.push(v);
+                }
+            }
+            Some(Value::Array(out))
+        }
+        other => Some(other),
+    })
+}
+
+/// `${VAR}` substitution; `$${` escapes a literal `${`. None when a variable is unset.
+fn substitute_env(s: &str) -> Result<Option<String>, String> {
+    if !s.contains("${") {
+        return Ok(Some(s.to_string()));
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find("${") {
+        if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated ${{ in \"{s}\""))?;
+        let name = after[..end].trim();
+        if name.is_empty() {
+            return Err(format!("empty ${{}} in \"{s}\""));
+        }
+        match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => return Ok(None),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
+/// Checks one file on its own so that an unknown key names its file.
+fn check_file(value: &Value, file: &str, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+    let mut known = value.clone();
+    if let Value::Object(map) = &mut known {
+        let keys: Vec<String> = map.keys().cloned().collect();
+        for key in keys {
+            if IGNORED_SECTIONS.contains(&key.as_str()) {
+                warnings.push(format!("{file}: {key}: not used by Stagedoor; ignored"));
+                map.remove(&key);
+            } else if RESERVED_SECTIONS.contains(&key.as_str()) {
+                map.remove(&key);
+            }
+        }
+    }
+    let _: RawConfig = typed(&known, file)?;
+    Ok(())
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: &Value, file: &str) -> Result<T, ConfigError> {
+    let mut value = value.clone();
+    if let Value::Object(map) = &mut value {
+        map.retain(|k, _| !IGNORED_SECTIONS.contains(&k.as_str()));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        ConfigError::Key {
+            file: file.to_string(),
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            message: inner,
+        }
+    })
+}
+
+/// Backstage's merge: mappings merge key by key, everything else is replaced.
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, Path::new("/etc/stagedoor"))
+    }
+
+    #[test]
+    fn reads_backstage_keys() {
+        let c = load(
+            "backend:\n  baseUrl: http://portal.example\n  listen: {host: 0.0.0.0, port: 8080}\n  database:\n    client: pg\n    connection: {host: db, port: 5433, user: u, password: p, database: d}\ncatalog:\n  processingInterval: {minutes: 5}\n  orphanStrategy: delete\n  locations:\n    - {type: file, target: ./all.yaml}\n",
+        )
+        .expect("valid config");
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.processing_interval, Duration::from_secs(300));
+        assert_eq!(c.orphan_strategy, OrphanStrategy::Delete);
+        assert_eq!(c.locations[0].target, "/etc/stagedoor/./all.yaml");
+        match &c.database {
+            DatabaseConfig::Postgres { url } => {
+                use secrecy::ExposeSecret;
+                assert_eq!(url.expose_secret(), "postgres://u:p@db:5433/d");
+            }
+            other => panic!("expected postgres, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load("backend:\n  lisen: {port: 1}\n").expect_err("typo must fail");
+        let text = err.to_string();
+        assert!(text.contains("backend"), "{text}");
+        assert!(text.contains("lisen"), "{text}");
+        assert!(text.contains("<inline>"), "{text}");
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug() {
+        let c = load(
+            "backend:\n  auth:\n    externalAccess:\n      - type: static\n        options: {token: supersecrettoken, subject: ci}\n  database: {client: pg, connection: 'postgres://u:hunter2@h/d'}\n",
+        )
+        .expect("valid config");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("supersecrettoken"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn env_substitution() {
+        std::env::set_var("STAGEDOOR_TEST_PORT_X", "9191");
+        let c = load("backend:\n  listen:\n    port: ${STAGEDOOR_TEST_PORT_X}\n")
+            .expect("valid config");
+        assert_eq!(c.port, 9191);
+        assert_eq!(
+            substitute_env("a$${B}c").expect("ok"),
+            Some("a${B}c".into())
+        );
+        assert_eq!(
+            substitute_env("${STAGEDOOR_SURELY_UNSET_VAR}").expect("ok"),
+            None
+        );
+    }
+
+    #[test]
+    fn iso_durations() {
+        assert_eq!(iso_duration("PT1H30M"), Some(5400.0));
+        assert_eq!(iso_duration("P1D"), Some(86400.0));
+        assert_eq!(iso_duration("1h"), None);
+    }
+
+    #[test]
+    fn later_files_win() {
+        let mut a = serde_json::json!({"backend": {"listen": {"port": 1, "host": "a"}}});
+        merge(
+            &mut a,
+            serde_json::json!({"backend": {"listen": {"port": 2}}}),
+        );
+        assert_eq!(
+            a,
+            serde_json::json!({"backend": {"listen": {"port": 2, "host": "a"}}})
+        );
+    }
+}
