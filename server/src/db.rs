@@ -58,9 +58,12 @@ impl Db {
                         )
                     }
                 };
+                // Reads are served from the in-memory index, so SQLite's page cache only
+                // serves writes: a small one keeps memory low on every connection.
                 let options = options
                     .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true);
+                    .foreign_keys(true)
+                    .pragma("cache_size", "-1024");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(size)
                     .min_connections(if path.is_none() { 1 } else { 0 })

@@ -14,11 +14,13 @@ use parking_lot::RwLock;
 use sea_orm::DatabaseBackend;
 
 use super::index::{Doc, Index};
+use super::search::{search_rows, SearchRow};
 use super::store;
 use crate::db::Db;
 
 pub const NOTIFY_CHANNEL: &str = "stagedoor_catalog";
-const BATCH: u64 = 5000;
+/// Changes applied per round trip; small enough that a batch's parsed entities stay small.
+const BATCH: u64 = 500;
 
 pub struct Feed {
     db: Db,
@@ -47,13 +49,11 @@ impl Feed {
         let mut fresh = Index::default();
         let mut after = 0;
         loop {
-            let rows = store::final_rows_after(&self.db.conn, after, 2000).await?;
+            let rows = store::final_rows_after(&self.db.conn, after, BATCH).await?;
             let Some(tail) = rows.last() else { break };
             after = tail.id;
-            for row in rows {
-                if let Some((doc, value)) = to_doc(row) {
-                    fresh.upsert(doc, &value);
-                }
+            for (doc, rows) in prepare(rows).await {
+                fresh.upsert_rows(doc, rows);
             }
         }
         *self.index.write() = fresh;
@@ -89,14 +89,8 @@ impl Feed {
             ids.sort_unstable();
             ids.dedup();
             let rows = store::final_rows_by_ids(&self.db.conn, &ids).await?;
-            let mut found = std::collections::HashSet::with_capacity(rows.len());
-            let mut docs = Vec::with_capacity(rows.len());
-            for row in rows {
-                found.insert(row.id);
-                if let Some(d) = to_doc(row) {
-                    docs.push(d);
-                }
-            }
+            let found: std::collections::HashSet<i64> = rows.iter().map(|r| r.id).collect();
+            let docs = prepare(rows).await;
             {
                 let mut index = self.index.write();
                 for id in &ids {
@@ -106,8 +100,8 @@ impl Feed {
                         }
                     }
                 }
-                for (doc, value) in docs {
-                    index.upsert(doc, &value);
+                for (doc, rows) in docs {
+                    index.upsert_rows(doc, rows);
                 }
             }
             applied += ids.len();
@@ -150,6 +144,39 @@ impl Feed {
             }
         }
     }
+}
+
+/// Parses rows and computes their search rows outside any lock, on every core.
+async fn prepare(rows: Vec<store::FinalRow>) -> Vec<(Doc, Vec<SearchRow>)> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if workers < 2 || rows.len() < 64 {
+        return rows.into_iter().filter_map(to_indexed).collect();
+    }
+    let per = rows.len().div_ceil(workers);
+    let mut rows = rows;
+    let mut tasks = Vec::with_capacity(workers);
+    while !rows.is_empty() {
+        let part: Vec<store::FinalRow> = rows.drain(..per.min(rows.len())).collect();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.into_iter().filter_map(to_indexed).collect::<Vec<_>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(part) => out.extend(part),
+            Err(e) => tracing::error!(error = %e, "preparing catalog entities failed"),
+        }
+    }
+    out
+}
+
+fn to_indexed(row: store::FinalRow) -> Option<(Doc, Vec<SearchRow>)> {
+    let (doc, value) = to_doc(row)?;
+    let rows = search_rows(&value);
+    Some((doc, rows))
 }
 
 fn to_doc(row: store::FinalRow) -> Option<(Doc, serde_json::Value)> {

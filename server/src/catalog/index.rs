@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use roaring::RoaringBitmap;
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::filter::{Condition, EntityFilter};
 use super::search::{search_rows, SearchRow};
@@ -94,10 +95,13 @@ struct Posting {
     ids: Ids,
 }
 
+type Postings = SmallVec<[Posting; 1]>;
+
 #[derive(Debug, Default)]
 struct KeyIndex {
     exists: RoaringBitmap,
-    values: BTreeMap<Box<str>, Vec<Posting>>,
+    /// Nearly every value has one posting, kept inline to save an allocation per value.
+    values: BTreeMap<Box<str>, Postings>,
 }
 
 impl KeyIndex {
@@ -147,12 +151,17 @@ impl Index {
 
     /// Adds or replaces an entity.
     pub fn upsert(&mut self, doc: Doc, value: &Value) {
+        self.upsert_rows(doc, search_rows(value));
+    }
+
+    /// Adds or replaces an entity whose search rows were computed beforehand.
+    pub fn upsert_rows(&mut self, doc: Doc, rows: Vec<SearchRow>) {
         let id = doc.id;
         self.remove(id);
         if let Some(other) = self.by_ref.get(&doc.ref_key).copied() {
             self.remove(other);
         }
-        for row in search_rows(value) {
+        for row in rows {
             self.add_row(id, row);
         }
         self.all.insert(id);
@@ -178,7 +187,7 @@ impl Index {
             k.exists.remove(id);
             if let Some(value) = &row.value {
                 if let Some(postings) = k.values.get_mut(value.as_str()) {
-                    postings.retain_mut(|p| !p.ids.remove(id));
+                    postings.retain(|p| !p.ids.remove(id));
                     if postings.is_empty() {
                         k.values.remove(value.as_str());
                     }
@@ -276,7 +285,7 @@ impl Index {
         let mut out = Vec::with_capacity(ids.len() as usize);
         let mut seen = RoaringBitmap::new();
         if let Some(k) = self.keys.get(key) {
-            let mut step = |postings: &Vec<Posting>| {
+            let mut step = |postings: &Postings| {
                 let mut group = RoaringBitmap::new();
                 for p in postings {
                     p.ids.union_into(&mut group);

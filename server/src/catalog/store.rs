@@ -4,7 +4,7 @@
 use sea_orm::entity::prelude::*;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ConnectionTrait, QueryOrder, QuerySelect,
+    ConnectionTrait, DatabaseBackend, QueryOrder, QuerySelect,
 };
 
 pub mod locations {
@@ -453,18 +453,36 @@ pub async fn update_errors(
     Ok(())
 }
 
-pub async fn update_final(
+/// Sets the final JSON and etag of many entities, a few hundred per statement.
+pub async fn update_finals(
     db: &impl ConnectionTrait,
-    id: i64,
-    final_entity: &str,
-    etag: &str,
+    rows: &[(i64, String, String)],
 ) -> Result<(), DbErr> {
-    entities::Entity::update_many()
-        .col_expr(entities::Column::FinalEntity, Expr::value(final_entity))
-        .col_expr(entities::Column::Etag, Expr::value(etag))
-        .filter(entities::Column::Id.eq(id))
-        .exec(db)
+    let backend = db.get_database_backend();
+    for chunk in rows.chunks(300) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 3);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (id, final_entity, etag) in chunk {
+            let n = values.len();
+            tuples.push(match backend {
+                DatabaseBackend::Postgres => format!("(${}, ${}, ${})", n + 1, n + 2, n + 3),
+                _ => "(?, ?, ?)".to_string(),
+            });
+            values.push((*id).into());
+            values.push(final_entity.clone().into());
+            values.push(etag.clone().into());
+        }
+        // VALUES columns are named column1.. on both SQLite and PostgreSQL.
+        let sql = format!(
+            "UPDATE entities SET final_entity = v.column2, etag = v.column3 \
+             FROM (VALUES {}) AS v WHERE entities.id = v.column1",
+            tuples.join(", ")
+        );
+        db.execute(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
         .await?;
+    }
     Ok(())
 }
 
