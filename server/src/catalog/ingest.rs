@@ -162,6 +162,53 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     regex::Regex::new(&re).is_ok_and(|r| r.is_match(text))
 }
 
+/// Deepest flow nesting (`[` and `{`) that a document may have. The YAML parser
+/// refuses far less deep nesting itself, but it takes time quadratic in the
+/// depth of flow collections to get there, so deeper documents are refused
+/// before they are parsed.
+pub const MAX_FLOW_DEPTH: usize = 1000;
+
+/// The documents of a YAML stream, split at `---` markers in the first column,
+/// each as (byte range, deepest flow nesting). Brackets are counted without
+/// regard to quoting: an over-estimate, which is what a limit needs.
+fn document_spans(text: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+    let mut spans = Vec::new();
+    let (mut start, mut depth, mut max) = (0usize, 0usize, 0usize);
+    let mut offset = 0usize;
+    for line in text.split_inclusive('\n') {
+        let marker = line.strip_prefix("---").is_some_and(|rest| {
+            rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_whitespace())
+        });
+        if marker && offset > start {
+            spans.push((start..offset, max));
+            (start, depth, max) = (offset, 0, 0);
+        }
+        for b in line.bytes() {
+            match b {
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        offset += line.len();
+    }
+    spans.push((start..text.len(), max));
+    // What precedes the first marker is no document when it is only blanks and comments.
+    if spans.len() > 1 {
+        let first = &text[spans[0].0.clone()];
+        if first
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            spans.remove(0);
+        }
+    }
+    spans
+}
+
 /// Splits multi-document YAML into JSON values, one result per document.
 /// Errors carry the 1-based document number.
 pub fn parse_documents(bytes: &[u8]) -> Vec<(usize, Result<Value, String>)> {
@@ -169,6 +216,31 @@ pub fn parse_documents(bytes: &[u8]) -> Vec<(usize, Result<Value, String>)> {
         Ok(t) => t,
         Err(e) => return vec![(1, Err(format!("not UTF-8 text: {e}")))],
     };
+    let spans = document_spans(text);
+    if spans.iter().any(|(_, depth)| *depth > MAX_FLOW_DEPTH) {
+        // Parse each document on its own, leaving out the ones nested too deeply.
+        let mut out = Vec::new();
+        for (range, depth) in spans {
+            let n = out.len() + 1;
+            if depth > MAX_FLOW_DEPTH {
+                out.push((
+                    n,
+                    Err(format!(
+                        "invalid YAML: nesting deeper than {MAX_FLOW_DEPTH} levels"
+                    )),
+                ));
+                continue;
+            }
+            for (_, doc) in parse_stream(&text[range]) {
+                out.push((out.len() + 1, doc));
+            }
+        }
+        return out;
+    }
+    parse_stream(text)
+}
+
+fn parse_stream(text: &str) -> Vec<(usize, Result<Value, String>)> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let n = i + 1;
@@ -227,6 +299,21 @@ pub fn process_document(
         hash,
         is_root_location: false,
     })
+}
+
+/// `process_document`, after resolving the document's placeholders as `location`
+/// reads them: what ingestion does with each document.
+pub async fn process_document_resolved(
+    reader: &Reader,
+    raw: Value,
+    location: &LocationSpec,
+    root: &LocationSpec,
+    rules: &Rules,
+    allow_file: bool,
+) -> Result<Emitted, (Option<EntityRef>, Vec<String>)> {
+    let raw =
+        resolve_placeholders_if_allowed(reader, location, root, rules, allow_file, raw).await?;
+    process_document(raw, location, root, rules)
 }
 
 /// Sets the server-owned metadata of a processed entity.
@@ -332,7 +419,7 @@ pub async fn read_location(
                     continue;
                 }
             };
-            match process_document(raw, &loc, root, rules) {
+            match process_document_resolved(reader, raw, &loc, root, rules, allow_file).await {
                 Ok(emitted) => {
                     let key = emitted.entity_ref.key();
                     if let Some(first) = seen_refs.get(&key) {
@@ -376,6 +463,235 @@ pub async fn read_location(
         }
     }
     out
+}
+
+/// Most placeholders resolved in one entity.
+pub const MAX_PLACEHOLDERS: usize = 1000;
+/// Most bytes that the placeholders of one entity may read, together.
+pub const MAX_PLACEHOLDER_BYTES: usize = super::reader::MAX_READ_BYTES;
+
+/// Which placeholder a one-key object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlaceholderKind {
+    Text,
+    Json,
+    Yaml,
+}
+
+impl PlaceholderKind {
+    fn of(key: &str) -> Option<PlaceholderKind> {
+        match key {
+            "$text" => Some(PlaceholderKind::Text),
+            "$json" => Some(PlaceholderKind::Json),
+            "$yaml" => Some(PlaceholderKind::Yaml),
+            _ => None,
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            PlaceholderKind::Text => "$text",
+            PlaceholderKind::Json => "$json",
+            PlaceholderKind::Yaml => "$yaml",
+        }
+    }
+}
+
+/// One placeholder found in an entity: where it is, which it is, and what it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placeholder {
+    /// JSON pointer of the placeholder object.
+    pointer: String,
+    /// Dotted path, for messages (`spec.definition`).
+    path: String,
+    kind: PlaceholderKind,
+    target: String,
+}
+
+/// Finds placeholders as Backstage's PlaceholderProcessor does: an object whose
+/// only key is `$text`, `$json` or `$yaml` with a string value. An object with
+/// any other `$`-key (JSON Schema's `$ref`, say), or a `$`-key among others, is
+/// left alone, and so is everything inside it.
+fn find_placeholders(
+    value: &Value,
+    pointer: &mut String,
+    path: &mut String,
+    out: &mut Vec<Placeholder>,
+) {
+    match value {
+        Value::Object(map) => {
+            if map.keys().any(|k| k.starts_with('$')) {
+                if map.len() == 1 {
+                    if let Some((key, Value::String(target))) = map.iter().next() {
+                        if let Some(kind) = PlaceholderKind::of(key) {
+                            out.push(Placeholder {
+                                pointer: pointer.clone(),
+                                path: if path.is_empty() {
+                                    "<root>".into()
+                                } else {
+                                    path.clone()
+                                },
+                                kind,
+                                target: target.clone(),
+                            });
+                        }
+                    }
+                }
+                return;
+            }
+            for (k, v) in map {
+                let (pl, pa) = (pointer.len(), path.len());
+                pointer.push('/');
+                pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                find_placeholders(v, pointer, path, out);
+                pointer.truncate(pl);
+                path.truncate(pa);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let (pl, pa) = (pointer.len(), path.len());
+                pointer.push_str(&format!("/{i}"));
+                path.push_str(&format!("[{i}]"));
+                find_placeholders(v, pointer, path, out);
+                pointer.truncate(pl);
+                path.truncate(pa);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads what a placeholder names, relative to the location of its entity.
+/// File locations read files (as nested Location targets do) and absolute
+/// http(s) URLs; url locations read only URLs, through the allow-list.
+async fn read_placeholder_target(
+    reader: &Reader,
+    loc: &LocationSpec,
+    allow_file: bool,
+    target: &str,
+) -> Result<(String, Vec<u8>), String> {
+    let absolute_url = url::Url::parse(target)
+        .ok()
+        .filter(|u| u.scheme().len() > 1 && !u.cannot_be_a_base());
+    match (loc.kind.as_str(), absolute_url) {
+        (_, Some(url)) => {
+            let shown = url.to_string();
+            reader
+                .read_url(url.as_str())
+                .await
+                .map(|b| (shown, b))
+                .map_err(|e| e.to_string())
+        }
+        ("file", None) if allow_file => {
+            let path = resolve_target("file", &loc.target, target)?;
+            reader
+                .read_file(std::path::Path::new(&path))
+                .await
+                .map(|b| (path.clone(), b))
+                .map_err(|e| e.to_string())
+        }
+        ("url", None) => {
+            let url = resolve_target("url", &loc.target, target)?;
+            reader
+                .read_url(&url)
+                .await
+                .map(|b| (url.clone(), b))
+                .map_err(|e| e.to_string())
+        }
+        (other, None) => Err(format!("a {other} location cannot read \"{target}\"")),
+    }
+}
+
+/// Turns the bytes a placeholder read into its value.
+fn placeholder_value(kind: PlaceholderKind, bytes: &[u8]) -> Result<Value, String> {
+    match kind {
+        PlaceholderKind::Text => Ok(Value::String(String::from_utf8_lossy(bytes).into_owned())),
+        PlaceholderKind::Json => {
+            serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))
+        }
+        PlaceholderKind::Yaml => {
+            let docs: Vec<(usize, Result<Value, String>)> = parse_documents(bytes)
+                .into_iter()
+                .filter(|(_, d)| !matches!(d, Ok(Value::Null)))
+                .collect();
+            if let Some((n, Err(e))) = docs.iter().find(|(_, d)| d.is_err()) {
+                return Err(format!("document {n}: {e}"));
+            }
+            match <[_; 1]>::try_from(docs) {
+                Ok([(_, Ok(v))]) => Ok(v),
+                Ok([(_, Err(e))]) => Err(e),
+                Err(docs) => Err(format!(
+                    "expected exactly one YAML document, found {}",
+                    docs.len()
+                )),
+            }
+        }
+    }
+}
+
+/// Resolves every `$text`, `$json` and `$yaml` placeholder of an entity, as
+/// Backstage's PlaceholderProcessor does, before the entity is validated.
+/// The error names the placeholder, its field and its target.
+pub async fn resolve_placeholders(
+    reader: &Reader,
+    loc: &LocationSpec,
+    allow_file: bool,
+    mut entity: Value,
+) -> Result<Value, String> {
+    let mut found = Vec::new();
+    find_placeholders(&entity, &mut String::new(), &mut String::new(), &mut found);
+    if found.len() > MAX_PLACEHOLDERS {
+        return Err(format!(
+            "{} placeholders in one entity; at most {MAX_PLACEHOLDERS} are resolved",
+            found.len()
+        ));
+    }
+    let mut budget = MAX_PLACEHOLDER_BYTES;
+    for p in found {
+        let what = format!("{}: placeholder {} \"{}\"", p.path, p.kind.key(), p.target);
+        let (resolved, bytes) = read_placeholder_target(reader, loc, allow_file, &p.target)
+            .await
+            .map_err(|e| format!("{what} could not be read: {e}"))?;
+        budget = budget.checked_sub(bytes.len()).ok_or_else(|| {
+            format!(
+                "{what}: the placeholders of this entity read more than {MAX_PLACEHOLDER_BYTES} bytes"
+            )
+        })?;
+        let value = placeholder_value(p.kind, &bytes)
+            .map_err(|e| format!("{what} (read from {resolved}) could not be parsed: {e}"))?;
+        match entity.pointer_mut(&p.pointer) {
+            Some(slot) => *slot = value,
+            None => return Err(format!("{what}: the placeholder vanished")),
+        }
+    }
+    Ok(entity)
+}
+
+/// Resolves placeholders unless the entity would be refused anyway: a kind
+/// that `catalog.rules` does not allow here is never read for.
+async fn resolve_placeholders_if_allowed(
+    reader: &Reader,
+    loc: &LocationSpec,
+    root: &LocationSpec,
+    rules: &Rules,
+    allow_file: bool,
+    raw: Value,
+) -> Result<Value, (Option<EntityRef>, Vec<String>)> {
+    let entity_ref = EntityRef::of_entity(&raw).ok();
+    if entity_ref
+        .as_ref()
+        .is_some_and(|r| !rules.allows(&r.kind, loc, root))
+    {
+        return Ok(raw);
+    }
+    resolve_placeholders(reader, loc, allow_file, raw)
+        .await
+        .map_err(|e| (entity_ref, vec![e]))
 }
 
 fn enqueue_targets(
@@ -770,6 +1086,7 @@ async fn stitch(
             .insert((r.kind, r.target_ref));
     }
     let mut changed = Vec::new();
+    let mut updates = Vec::new();
     for m in entities {
         let Ok(mut entity) = serde_json::from_str::<Value>(&m.processed) else {
             continue;
@@ -810,10 +1127,11 @@ async fn stitch(
         }
         let text = entity.to_string();
         if text != m.final_entity {
-            store::update_final(txn, m.id, &text, &etag).await?;
             changed.push(m.id);
+            updates.push((m.id, text, etag));
         }
     }
+    store::update_finals(txn, &updates).await?;
     Ok(changed)
 }
 
@@ -840,9 +1158,235 @@ mod tests {
     }
 
     #[test]
+    fn deep_flow_nesting_is_refused_quickly_and_alone() {
+        let depth = 2_000_000;
+        let text = format!(
+            "a: 1\n---\nb: {}{}\n---\n# c\nc: [[3]]\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let started = std::time::Instant::now();
+        let docs = parse_documents(text.as_bytes());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(docs.len(), 3, "{docs:?}");
+        assert_eq!(docs[0], (1, Ok(json!({"a": 1}))));
+        assert_eq!(docs[1].0, 2);
+        assert!(docs[1]
+            .1
+            .as_ref()
+            .is_err_and(|e| e.contains("nesting deeper")));
+        assert_eq!(docs[2], (3, Ok(json!({"c": [[3]]}))));
+        // Moderate nesting goes to the parser, which has its own, lower limit.
+        let docs = parse_documents(format!("x: {}{}", "[".repeat(500), "]".repeat(500)).as_bytes());
+        assert!(docs[0].1.is_err());
+        let docs = parse_documents(b"# only a comment\n---\nx: 1\n---\ny: 2\n");
+        assert_eq!(docs.len(), 2);
+    }
+
+    #[test]
     fn duplicate_keys_are_refused() {
         let docs = parse_documents(b"kind: Component\nkind: API\n");
         assert!(docs[0].1.is_err());
+    }
+
+    fn file_loc(path: &std::path::Path) -> LocationSpec {
+        LocationSpec {
+            kind: "file".into(),
+            target: path.display().to_string(),
+        }
+    }
+
+    fn api_entity(definition: Value) -> Value {
+        json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "API",
+            "metadata": {"name": "petstore"},
+            "spec": {"type": "openapi", "lifecycle": "production", "owner": "team-a",
+                     "definition": definition}
+        })
+    }
+
+    #[test]
+    fn placeholders_are_found_as_backstage_finds_them() {
+        let v = json!({
+            "a": {"$text": "./a.txt"},
+            "b": [{"$json": "b.json"}, {"x": {"$yaml": "c.yaml"}}],
+            "schema": {"$ref": "#/definitions/x"},
+            "two": {"$text": "x", "other": 1},
+            "nested": {"$other": {"$text": "never"}},
+            "not_string": {"$text": 5},
+            "we/ird~key": {"$text": "w"}
+        });
+        let mut out = Vec::new();
+        find_placeholders(&v, &mut String::new(), &mut String::new(), &mut out);
+        let mut got: Vec<(String, String, &str, String)> = out
+            .into_iter()
+            .map(|p| (p.pointer, p.path, p.kind.key(), p.target))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("/a".into(), "a".into(), "$text", "./a.txt".into()),
+                ("/b/0".into(), "b[0]".into(), "$json", "b.json".into()),
+                ("/b/1/x".into(), "b[1].x".into(), "$yaml", "c.yaml".into()),
+                (
+                    "/we~1ird~0key".into(),
+                    "we/ird~key".into(),
+                    "$text",
+                    "w".into()
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn placeholders_read_files_next_to_the_entity() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("apis/specs")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("apis/specs/openapi.yaml"),
+            "openapi: 3.0.0\n",
+        )
+        .expect("w");
+        std::fs::write(dir.path().join("apis/data.json"), r#"{"x": [1, 2]}"#).expect("w");
+        std::fs::write(dir.path().join("apis/data.yaml"), "# c\ny: {z: true}\n").expect("w");
+        let loc = file_loc(&dir.path().join("apis/catalog-info.yaml"));
+        let reader = Reader::new(&[]).expect("reader");
+        let mut entity = api_entity(json!({"$text": "./specs/openapi.yaml"}));
+        entity["metadata"]["annotations"] = json!({"x/json": "keep"});
+        entity["spec"]["extra"] = json!([{"$json": "data.json"}, {"$yaml": "./data.yaml"}]);
+        let out = resolve_placeholders(&reader, &loc, true, entity)
+            .await
+            .expect("resolved");
+        assert_eq!(out["spec"]["definition"], json!("openapi: 3.0.0\n"));
+        assert_eq!(
+            out["spec"]["extra"],
+            json!([{"x": [1, 2]}, {"y": {"z": true}}])
+        );
+        assert!(model::validate_entity(&out, &KindPolicy::builtin()).is_ok());
+        // Resolved content is not resolved again.
+        std::fs::write(dir.path().join("apis/inner.json"), r#"{"$text": "x"}"#).expect("w");
+        let out = resolve_placeholders(&reader, &loc, true, json!({"a": {"$json": "inner.json"}}))
+            .await
+            .expect("resolved");
+        assert_eq!(out, json!({"a": {"$text": "x"}}));
+    }
+
+    #[tokio::test]
+    async fn placeholder_failures_name_the_placeholder_and_target() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("bad.json"), "{nope").expect("w");
+        std::fs::write(dir.path().join("two.yaml"), "a: 1\n---\nb: 2\n").expect("w");
+        std::fs::write(dir.path().join("bad.yaml"), "a: [\n").expect("w");
+        let loc = file_loc(&dir.path().join("catalog-info.yaml"));
+        let reader = Reader::new(&[]).expect("reader");
+        let cases = [
+            (json!({"$text": "missing.txt"}), "was not found"),
+            (json!({"$json": "bad.json"}), "invalid JSON"),
+            (
+                json!({"$yaml": "two.yaml"}),
+                "exactly one YAML document, found 2",
+            ),
+            (json!({"$yaml": "bad.yaml"}), "invalid YAML"),
+            (
+                json!({"$text": "https://github.com/o/r/blob/main/x.yaml"}),
+                "https://github.com/o/r/blob/main/x.yaml is not allowed by backend.reading.allow",
+            ),
+        ];
+        for (placeholder, reason) in cases {
+            let key = placeholder
+                .as_object()
+                .and_then(|m| m.iter().next())
+                .map(|(k, v)| format!("{k} \"{}\"", v.as_str().unwrap_or_default()))
+                .unwrap_or_default();
+            let err = resolve_placeholders(&reader, &loc, true, api_entity(placeholder))
+                .await
+                .expect_err("fails");
+            assert!(
+                err.starts_with(&format!("spec.definition: placeholder {key}")),
+                "{err}"
+            );
+            assert!(err.contains(reason), "{err}");
+        }
+        // A location that may not read files cannot read them through a placeholder.
+        std::fs::write(dir.path().join("ok.txt"), "x").expect("w");
+        let err = resolve_placeholders(&reader, &loc, false, json!({"a": {"$text": "ok.txt"}}))
+            .await
+            .expect_err("refused");
+        assert!(err.contains("cannot read"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn url_locations_resolve_placeholders_against_their_url_only() {
+        let reader = Reader::new(&[]).expect("reader");
+        let loc = LocationSpec {
+            kind: "url".into(),
+            target: "https://example.com/repo/catalog-info.yaml".into(),
+        };
+        for (target, shown) in [
+            (
+                "./openapi.yaml",
+                "https://example.com/repo/openapi.yaml is not allowed",
+            ),
+            (
+                "/etc/passwd",
+                "https://example.com/etc/passwd is not allowed",
+            ),
+            ("file:///etc/passwd", "file:///etc/passwd is not allowed"),
+        ] {
+            let err = resolve_placeholders(&reader, &loc, false, json!({"d": {"$text": target}}))
+                .await
+                .expect_err("refused");
+            assert!(err.contains(shown), "{target}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn read_location_resolves_placeholders_before_validation() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("spec.yaml"), "openapi: 3.0.0\n").expect("w");
+        let good =
+            serde_yaml_ng::to_string(&api_entity(json!({"$text": "./spec.yaml"}))).expect("yaml");
+        let mut bad_entity = api_entity(json!({"$text": "./absent.yaml"}));
+        bad_entity["metadata"]["name"] = json!("broken");
+        let bad = serde_yaml_ng::to_string(&bad_entity).expect("yaml");
+        let file = dir.path().join("catalog-info.yaml");
+        std::fs::write(&file, format!("{good}---\n{bad}")).expect("w");
+        let root = file_loc(&file);
+        let reader = Reader::new(&[]).expect("reader");
+        let out = read_location(&reader, &Rules::allow_builtin(), &root, true).await;
+        let petstore = out
+            .emitted
+            .iter()
+            .find(|e| e.entity_ref.name == "petstore")
+            .and_then(|e| e.entity.as_ref())
+            .expect("petstore accepted");
+        assert_eq!(petstore["spec"]["definition"], json!("openapi: 3.0.0\n"));
+        let broken = out
+            .emitted
+            .iter()
+            .find(|e| e.entity_ref.name == "broken")
+            .expect("broken reported");
+        assert!(broken.entity.is_none());
+        assert!(broken.errors[0].contains("placeholder $text \"./absent.yaml\""));
+        assert!(out
+            .location_errors
+            .iter()
+            .any(|e| e.contains("api:default/broken") && e.contains("absent.yaml")));
+        // A kind that the rules refuse is refused for that, without reading anything.
+        let rules = Rules::new(None, vec![]);
+        let mut group = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+            "metadata": {"name": "g"}, "spec": {"type": "team", "children": [],
+            "profile": {"$text": "./absent.txt"}}});
+        let resolved =
+            resolve_placeholders_if_allowed(&reader, &root, &root, &rules, true, group.take())
+                .await
+                .expect("not read");
+        assert_eq!(
+            resolved["spec"]["profile"],
+            json!({"$text": "./absent.txt"})
+        );
     }
 
     #[test]

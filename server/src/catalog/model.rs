@@ -722,11 +722,7 @@ fn check_remotes(spec: &Map<String, Value>, p: &mut Problems) {
     }
     for (i, r) in remotes.iter().enumerate() {
         for key in ["type", "url"] {
-            if !r
-                .get(key)
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-            {
+            if r.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
                 p.add(
                     format!("spec.remotes[{i}].{key}"),
                     "is required and must be a non-empty string",
@@ -928,7 +924,7 @@ mod tests {
 
     #[test]
     fn parse_follows_backstage() {
-        let r = EntityRef::parse("component:ns/name", None, "default").unwrap();
+        let r = EntityRef::parse("component:ns/name", None, "default").expect("ok");
         assert_eq!(
             r,
             EntityRef {
@@ -937,10 +933,10 @@ mod tests {
                 name: "name".into()
             }
         );
-        let r = EntityRef::parse("name", Some("Group"), "x").unwrap();
+        let r = EntityRef::parse("name", Some("Group"), "x").expect("ok");
         assert_eq!((r.kind.as_str(), r.namespace.as_str()), ("Group", "x"));
         // A slash before the colon means there is no kind.
-        let r = EntityRef::parse("ns/a:b", Some("K"), "d").unwrap();
+        let r = EntityRef::parse("ns/a:b", Some("K"), "d").expect("ok");
         assert_eq!(
             (r.kind.as_str(), r.namespace.as_str(), r.name.as_str()),
             ("K", "ns", "a:b")
@@ -967,7 +963,7 @@ mod tests {
 
     #[test]
     fn relations_default_to_source_namespace() {
-        let rels = generate_relations(&component()).unwrap();
+        let rels = generate_relations(&component()).expect("ok");
         let fwd: Vec<String> = rels
             .iter()
             .filter(|r| r.source.name == "svc")
@@ -992,7 +988,7 @@ mod tests {
     fn depends_on_needs_a_kind() {
         let mut e = component();
         e["spec"]["dependsOn"] = json!(["db"]);
-        let err = generate_relations(&e).unwrap_err();
+        let err = generate_relations(&e).expect_err("fails");
         assert_eq!(err.path, "spec.dependsOn");
     }
 
@@ -1006,7 +1002,7 @@ mod tests {
                          "links": [{"url": "javascript:alert(1)"}], "labels": {"a/b/c": "x"}},
             "spec": {"type": "service"}
         });
-        let errs = validate_entity(&e, &KindPolicy::builtin()).unwrap_err();
+        let errs = validate_entity(&e, &KindPolicy::builtin()).expect_err("fails");
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         for p in [
             "extra",
@@ -1026,7 +1022,7 @@ mod tests {
     fn unknown_kinds_need_rules() {
         let e =
             json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
-        let errs = validate_entity(&e, &KindPolicy::builtin()).unwrap_err();
+        let errs = validate_entity(&e, &KindPolicy::builtin()).expect_err("fails");
         assert!(errs[0].message.contains("catalog.rules"));
         assert!(validate_entity(&e, &KindPolicy::with_extra_kinds(["widget".to_string()])).is_ok());
     }
@@ -1035,15 +1031,15 @@ mod tests {
     fn per_type_fields() {
         let mcp = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "API", "metadata": {"name": "m"},
             "spec": {"type": "mcp-server", "lifecycle": "x", "owner": "o", "remotes": []}});
-        let errs = validate_entity(&mcp, &KindPolicy::builtin()).unwrap_err();
+        let errs = validate_entity(&mcp, &KindPolicy::builtin()).expect_err("fails");
         assert_eq!(errs[0].path, "spec.remotes");
         let api = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "API", "metadata": {"name": "m"},
             "spec": {"type": "openapi", "lifecycle": "x", "owner": "o"}});
-        let errs = validate_entity(&api, &KindPolicy::builtin()).unwrap_err();
+        let errs = validate_entity(&api, &KindPolicy::builtin()).expect_err("fails");
         assert_eq!(errs[0].path, "spec.definition");
         let rule = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "AiResource", "metadata": {"name": "r"},
             "spec": {"type": "rule", "lifecycle": "x", "owner": "o", "category": "c"}});
-        let errs = validate_entity(&rule, &KindPolicy::builtin()).unwrap_err();
+        let errs = validate_entity(&rule, &KindPolicy::builtin()).expect_err("fails");
         assert_eq!(errs[0].path, "spec.rationale");
     }
 
@@ -1068,8 +1064,8 @@ mod tests {
         let mut checked = 0;
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
+            for entry in std::fs::read_dir(&d).expect("ok") {
+                let path = entry.expect("ok").path();
                 if path.is_dir() {
                     if path.file_name().is_some_and(|n| n != "schema") {
                         stack.push(path);
@@ -1079,9 +1075,9 @@ mod tests {
                 if path.extension().is_none_or(|e| e != "yaml") {
                     continue;
                 }
-                let text = std::fs::read_to_string(&path).unwrap();
+                let text = std::fs::read_to_string(&path).expect("ok");
                 for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-                    let v = Value::deserialize(doc).unwrap();
+                    let v = Value::deserialize(doc).expect("ok");
                     if v.get("kind").is_none() {
                         continue; // an OpenAPI document referenced by $text
                     }
@@ -1105,7 +1101,7 @@ mod tests {
         #[test]
         fn refs_round_trip(kind in "[A-Za-z][A-Za-z0-9]{0,10}", ns in "[a-z0-9]{1,10}", name in "[A-Za-z0-9][A-Za-z0-9_.-]{0,20}") {
             let r = EntityRef { kind: kind.clone(), namespace: ns.clone(), name: name.clone() };
-            let parsed = EntityRef::parse(&r.to_string(), None, "default").unwrap();
+            let parsed = EntityRef::parse(&r.to_string(), None, "default").expect("ok");
             prop_assert_eq!(parsed.key(), r.key());
             prop_assert_eq!(parsed.name, name);
         }
@@ -1117,8 +1113,8 @@ mod tests {
 
         #[test]
         fn keys_compare_case_insensitively(name in "[a-z][a-z0-9]{0,20}") {
-            let a = EntityRef::parse(&format!("Component:Default/{}", name.to_uppercase()), None, "x").unwrap();
-            let b = EntityRef::parse(&format!("component:default/{name}"), None, "x").unwrap();
+            let a = EntityRef::parse(&format!("Component:Default/{}", name.to_uppercase()), None, "x").expect("ok");
+            let b = EntityRef::parse(&format!("component:default/{name}"), None, "x").expect("ok");
             prop_assert_eq!(a.key(), b.key());
         }
     }
