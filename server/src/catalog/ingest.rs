@@ -1068,8 +1068,22 @@ fn set_uid(entity: &mut Value, uid: &str) {
     }
 }
 
+/// Entities stitched per round: bounds the memory a large write needs.
+const STITCH_CHUNK: usize = 1000;
+
 /// Recomputes the final JSON of the given entities; returns the ids that changed.
 async fn stitch(
+    txn: &impl sea_orm::ConnectionTrait,
+    refs: &[String],
+) -> Result<Vec<i64>, CatalogError> {
+    let mut changed = Vec::new();
+    for chunk in refs.chunks(STITCH_CHUNK) {
+        changed.extend(stitch_chunk(txn, chunk).await?);
+    }
+    Ok(changed)
+}
+
+async fn stitch_chunk(
     txn: &impl sea_orm::ConnectionTrait,
     refs: &[String],
 ) -> Result<Vec<i64>, CatalogError> {
