@@ -167,6 +167,8 @@ fn validate_files(files: &[PathBuf]) -> ExitCode {
                 Err(e) => {
                     println!("{name}:{n}: {e}");
                     problems += 1;
+                    // A YAML syntax error ends the stream: nothing after it can be read.
+                    break;
                 }
             }
         }

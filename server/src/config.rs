@@ -122,14 +122,56 @@ pub struct BackendSection {
 }
 
 /// `backend.listen`: Backstage accepts `":7007"`, `"host:port"` or `{host, port}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum Listen {
     Address(String),
     Parts {
         host: Option<String>,
         port: Option<PortValue>,
     },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenParts {
+    host: Option<String>,
+    port: Option<PortValue>,
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Listen::Address(s)),
+            v @ Value::Object(_) => {
+                either_form(v, "a \"host:port\" string or {host, port}").map(|p: ListenParts| {
+                    Listen::Parts {
+                        host: p.host,
+                        port: p.port,
+                    }
+                })
+            }
+            other => Err(wrong_form(&other, "a \"host:port\" string or {host, port}")),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads the object form of a setting that also has a string form, so that a
+/// mistyped key inside it is named rather than lost in "no variant matched".
+fn either_form<T: serde::de::DeserializeOwned>(v: Value, forms: &str) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| format!("{e} (expected {forms})"))
+}
+
+fn wrong_form(v: &Value, forms: &str) -> String {
+    let found = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    };
+    format!("found {found}, expected {forms}")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,11 +195,23 @@ pub struct DatabaseSection {
     pub pool_size: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum Connection {
     Url(SecretString),
     Parts(ConnectionParts),
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const FORMS: &str = "a URL or path string, or {host, port, user, password, database}";
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Connection::Url(SecretString::from(s))),
+            v @ Value::Object(_) => either_form(v, FORMS).map(Connection::Parts),
+            // Not echoed: a connection may carry a password.
+            other => Err(wrong_form(&other, FORMS)),
+        }
+        .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,11 +319,22 @@ pub enum OrphanStrategy {
 }
 
 /// Backstage's HumanDuration object (`{minutes: 5}`) or an ISO 8601 duration string.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum DurationValue {
     Object(HumanDuration),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const FORMS: &str = "{minutes: 5}-style units or an ISO 8601 duration such as PT5M";
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(DurationValue::Text(s)),
+            v @ Value::Object(_) => either_form(v, FORMS).map(DurationValue::Object),
+            other => Err(wrong_form(&other, FORMS)),
+        }
+        .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -341,6 +406,7 @@ impl Config {
         }
         let mut merged = Value::Object(Default::default());
         let mut warnings = Vec::new();
+        let mut parsed: Vec<(String, Value)> = Vec::with_capacity(files.len());
         for file in files {
             let name = file.display().to_string();
             let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
@@ -353,20 +419,35 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("."));
             let value = parse_file(&text, &name, &base, &mut warnings)?;
             check_file(&value, &name, &mut warnings)?;
-            merge(&mut merged, value);
+            merge(&mut merged, value.clone());
+            parsed.push((name, value));
         }
         let files_label = files
             .iter()
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let raw: RawConfig = typed(&merged, &files_label)?;
+        // A bad value is blamed on the last file that sets it: that one won the merge.
+        let blame = |e: ConfigError| match e {
+            ConfigError::Key { file, key, message } => ConfigError::Key {
+                file: parsed
+                    .iter()
+                    .rev()
+                    .find(|(_, v)| lookup(v, &key).is_some())
+                    .map(|(name, _)| name.clone())
+                    .unwrap_or(file),
+                key,
+                message,
+            },
+            other => other,
+        };
+        let raw: RawConfig = typed(&merged, &files_label).map_err(blame)?;
         let base = files
             .first()
             .and_then(|f| f.parent())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let mut config = Self::resolve(raw, &files_label, &base)?;
+        let mut config = Self::resolve(raw, &files_label, &base).map_err(blame)?;
         warnings.append(&mut config.warnings);
         config.warnings = warnings;
         Ok(config)
@@ -873,6 +954,24 @@ fn typed<T: serde::de::DeserializeOwned>(value: &Value, file: &str) -> Result<T,
             message: inner,
         }
     })
+}
+
+/// The value at a dotted key such as `backend.reading.allow[0].host`.
+fn lookup<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    let mut current = value;
+    for segment in key.split('.') {
+        let (name, indexes) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        if !name.is_empty() {
+            current = current.get(name)?;
+        }
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            current = current.get(index.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(current)
 }
 
 /// Backstage's merge: mappings merge key by key, everything else is replaced.

@@ -169,16 +169,15 @@ pub async fn render_errors(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    let http_req = req.request().clone();
+    // Holding a clone of the request across `next` would break actix's routing,
+    // so errors raised by inner middleware are rendered into an error value.
     let res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),
         Err(err) => {
-            // Errors raised by inner middleware arrive here rather than as responses.
-            let response = err.error_response();
-            return Ok(ServiceResponse::new(
-                http_req,
-                complete(response, &method, &url),
-            ));
+            let response = complete(err.error_response(), &method, &url);
+            return Err(
+                actix_web::error::InternalError::from_response(err.to_string(), response).into(),
+            );
         }
     };
     let (http_req, response) = res.into_parts();

@@ -256,7 +256,10 @@ async fn query_entities(svc: Svc, req: HttpRequest) -> Result<HttpResponse, ApiE
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an object with an entityRefs array of strings"
+)]
 struct ByRefsBody {
     entity_refs: Vec<Value>,
     #[serde(default)]
@@ -363,7 +366,10 @@ async fn facets(svc: Svc, req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an object with an entityRef string"
+)]
 struct RefreshBody {
     entity_ref: String,
     #[serde(default)]
@@ -389,6 +395,7 @@ async fn list_locations(svc: Svc) -> Result<HttpResponse, ApiError> {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a location: an object with type and target strings")]
 struct LocationBody {
     #[serde(rename = "type")]
     kind: String,
@@ -453,6 +460,7 @@ async fn location_by_entity(
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "an object with an entity object and a location string")]
 struct ValidateBody {
     entity: Value,
     location: String,
@@ -471,7 +479,10 @@ async fn validate_entity(
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an object with a location of type and target"
+)]
 struct AnalyzeBody {
     location: LocationBody,
     #[serde(default)]

@@ -249,11 +249,14 @@ fn parse_stream(text: &str) -> Vec<(usize, Result<Value, String>)> {
             .and_then(|v| {
                 serde_json::to_value(&v).map_err(|e| format!("unsupported YAML value: {e}"))
             });
-        let failed = parsed.is_err();
-        out.push((n, parsed));
-        if failed && out.len() > 10_000 {
-            break;
+        // After a syntax error the parser cannot resynchronise and repeats the same
+        // error for ever; an error within one document (a duplicate key) is not repeated.
+        if let (Err(e), Some((_, Err(prev)))) = (&parsed, out.last()) {
+            if e == prev {
+                break;
+            }
         }
+        out.push((n, parsed));
         if out.len() > 100_000 {
             out.push((n + 1, Err("too many documents in one file".into())));
             break;

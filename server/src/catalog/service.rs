@@ -193,10 +193,7 @@ impl CatalogService {
     pub fn list(&self, p: &ListParams) -> Result<ListPage, CatalogError> {
         let index = self.index.read();
         let ids = index.eval(&p.filter);
-        let ordered = match p.order.first() {
-            None => index.ordered_by_ref(&ids),
-            Some(o) => index.ordered_by(&ids, &o.field, o.order),
-        };
+        let ordered = ordered_by_fields(&index, &ids, &p.order);
         let offset = p.offset.unwrap_or(0) as usize;
         let limit = p.limit.map(|l| l as usize).unwrap_or(usize::MAX);
         let end = offset.saturating_add(limit).min(ordered.len());
@@ -393,10 +390,7 @@ impl CatalogService {
         let mut items = Vec::new();
         let mut current = start;
         let mut seen = std::collections::HashSet::new();
-        loop {
-            let Ok(cur_ref) = EntityRef::of_entity(&current) else {
-                break;
-            };
+        while let Ok(cur_ref) = EntityRef::of_entity(&current) {
             if !seen.insert(cur_ref.key()) {
                 break;
             }
@@ -784,6 +778,65 @@ impl CatalogService {
             .await
             .unwrap_or(0)
     }
+}
+
+/// `ids` ordered by every field in turn, as `GET /entities?order=..&order=..`
+/// does: entities without a field come after those with it, whatever the
+/// direction, and the first field's tie order (by id) decides what remains.
+fn ordered_by_fields(index: &Index, ids: &RoaringBitmap, order: &[OrderField]) -> Vec<u32> {
+    let (first, rest) = match order {
+        [] => return index.ordered_by_ref(ids),
+        [first, rest @ ..] => (first, rest),
+    };
+    let mut out = index.ordered_by(ids, &first.field, first.order);
+    if rest.is_empty() {
+        return out;
+    }
+    // Each entity's sort value per field: the one its group comes first under,
+    // the smallest ascending and the largest descending, as `ordered_by` does.
+    let keys: std::collections::HashMap<u32, Vec<Option<String>>> = out
+        .iter()
+        .map(|id| {
+            let rows = index
+                .get(*id)
+                .map(|d| super::search::search_rows(&d.value()))
+                .unwrap_or_default();
+            let values = order
+                .iter()
+                .map(|o| {
+                    let values = rows
+                        .iter()
+                        .filter(|r| r.key == o.field)
+                        .filter_map(|r| r.value.clone());
+                    match o.order {
+                        Order::Asc => values.min(),
+                        Order::Desc => values.max(),
+                    }
+                })
+                .collect();
+            (*id, values)
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        use std::cmp::Ordering;
+        let (ka, kb) = (&keys[a], &keys[b]);
+        for (i, o) in order.iter().enumerate() {
+            let c = match (&ka[i], &kb[i]) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (Some(x), Some(y)) => match o.order {
+                    Order::Asc => x.cmp(y),
+                    Order::Desc => y.cmp(x),
+                },
+            };
+            if c != Ordering::Equal {
+                return c;
+            }
+        }
+        Ordering::Equal
+    });
+    out
 }
 
 /// Where a sorted list continues after a position whose id is no longer there.
