@@ -1337,6 +1337,35 @@ async fn validate_entity() {
         .all(|e| e["name"].is_string() && e["message"].is_string()));
     insta::assert_json_snapshot!("validate_entity_invalid", body);
 
+    // Placeholders are resolved as ingestion resolves them: through the allow-list only,
+    // and never from the server's own files.
+    let with_placeholder = |location: &str| {
+        json!({
+            "entity": {
+                "apiVersion": "backstage.io/v1alpha1",
+                "kind": "API",
+                "metadata": {"name": "placeholder-api"},
+                "spec": {"type": "openapi", "lifecycle": "production", "owner": "team-a",
+                         "definition": {"$text": "./openapi.yaml"}},
+            },
+            "location": location,
+        })
+    };
+    for location in [
+        "url:https://example.com/catalog-info.yaml",
+        "file:/etc/catalog-info.yaml",
+    ] {
+        let (status, body) = app
+            .post_json("/api/catalog/validate-entity", &with_placeholder(location))
+            .await;
+        assert_eq!(status, 400, "{location}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("$text") && message.contains("openapi.yaml"),
+            "{location}: {message}"
+        );
+    }
+
     for bad in [
         json!({"entity": valid, "location": "no-type"}),
         json!({"entity": "not an object", "location": "url:https://example.com/x.yaml"}),

@@ -474,7 +474,7 @@ async fn validate_entity(
     if !body.entity.is_object() {
         return Err(ApiError::input("entity must be an object"));
     }
-    svc.validate(body.entity, &body.location)?;
+    svc.validate(body.entity, &body.location).await?;
     Ok(HttpResponse::Ok().finish())
 }
 

@@ -586,7 +586,9 @@ impl CatalogService {
     }
 
     /// Validates an entity as if `location` emitted it.
-    pub fn validate(&self, entity: Value, location: &str) -> Result<(), CatalogError> {
+    /// Validates an entity as ingestion would, placeholders included. Placeholders of a
+    /// `file` location are not read: the API never reads the server's files.
+    pub async fn validate(&self, entity: Value, location: &str) -> Result<(), CatalogError> {
         let spec = match location.split_once(':') {
             Some((kind, target)) if !kind.is_empty() && !target.is_empty() => LocationSpec {
                 kind: kind.to_string(),
@@ -598,7 +600,16 @@ impl CatalogService {
                 )))
             }
         };
-        match ingest::process_document(entity, &spec, &spec, &self.rules) {
+        match ingest::process_document_resolved(
+            &self.reader,
+            entity,
+            &spec,
+            &spec,
+            &self.rules,
+            false,
+        )
+        .await
+        {
             Ok(_) => Ok(()),
             Err((_, errors)) => Err(CatalogError::Validation(
                 format!("Entity is invalid: {}", errors.join("; ")),
