@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 use serde_json::Value;
 use smallvec::SmallVec;
@@ -122,6 +123,58 @@ pub struct Index {
     by_uid: HashMap<String, u32>,
     by_ref: BTreeMap<String, u32>,
     keys: HashMap<Box<str>, KeyIndex>,
+    /// Full-text columns built on demand; any write clears them.
+    text_columns: Mutex<HashMap<Box<str>, Arc<TextColumn>>>,
+}
+
+/// Every value of one key laid end to end, NUL-separated, so that a substring
+/// search is one SIMD pass over contiguous memory rather than a walk of the tree.
+#[derive(Debug)]
+struct TextColumn {
+    text: Vec<u8>,
+    starts: Vec<usize>,
+    ids: Vec<Ids>,
+}
+
+impl TextColumn {
+    fn build(k: &KeyIndex) -> TextColumn {
+        let mut col = TextColumn {
+            text: Vec::new(),
+            starts: Vec::with_capacity(k.values.len()),
+            ids: Vec::with_capacity(k.values.len()),
+        };
+        for (value, postings) in &k.values {
+            col.starts.push(col.text.len());
+            col.text.extend_from_slice(value.as_bytes());
+            col.text.push(0);
+            let ids = match postings.as_slice() {
+                [one] => one.ids.clone(),
+                many => {
+                    let mut b = RoaringBitmap::new();
+                    for p in many {
+                        p.ids.union_into(&mut b);
+                    }
+                    Ids::Many(b)
+                }
+            };
+            col.ids.push(ids);
+        }
+        col
+    }
+
+    /// Adds the ids of every value containing the finder's needle (which holds no NUL).
+    fn search(&self, finder: &memchr::memmem::Finder<'_>, out: &mut RoaringBitmap) {
+        let mut pos = 0;
+        while pos < self.text.len() {
+            let Some(i) = finder.find(&self.text[pos..]) else {
+                break;
+            };
+            let at = pos + i;
+            let v = self.starts.partition_point(|s| *s <= at) - 1;
+            self.ids[v].union_into(out);
+            pos = self.starts.get(v + 1).copied().unwrap_or(self.text.len());
+        }
+    }
 }
 
 /// Sort direction.
@@ -156,6 +209,7 @@ impl Index {
 
     /// Adds or replaces an entity whose search rows were computed beforehand.
     pub fn upsert_rows(&mut self, doc: Doc, rows: Vec<SearchRow>) {
+        self.text_columns.get_mut().clear();
         let id = doc.id;
         self.remove(id);
         if let Some(other) = self.by_ref.get(&doc.ref_key).copied() {
@@ -175,6 +229,7 @@ impl Index {
         let Some(doc) = self.docs.remove(&id) else {
             return;
         };
+        self.text_columns.get_mut().clear();
         self.all.remove(id);
         self.by_uid.remove(&doc.uid);
         if self.by_ref.get(&doc.ref_key) == Some(&id) {
@@ -266,6 +321,14 @@ impl Index {
     pub fn full_text(&self, term: &str, keys: &[String]) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
         let finder = memchr::memmem::Finder::new(term.as_bytes());
+        if !term.is_empty() && !term.contains('\0') {
+            for key in keys {
+                if let Some(col) = self.text_column(key) {
+                    col.search(&finder, &mut out);
+                }
+            }
+            return out;
+        }
         for key in keys {
             if let Some(k) = self.keys.get(key.as_str()) {
                 for (value, postings) in &k.values {
@@ -278,6 +341,17 @@ impl Index {
             }
         }
         out
+    }
+
+    fn text_column(&self, key: &str) -> Option<Arc<TextColumn>> {
+        let k = self.keys.get(key)?;
+        let mut columns = self.text_columns.lock();
+        Some(
+            columns
+                .entry(key.into())
+                .or_insert_with(|| Arc::new(TextColumn::build(k)))
+                .clone(),
+        )
     }
 
     /// `ids` ordered by the value of `key`, ties by id, entities without the key last.
@@ -337,6 +411,25 @@ impl Index {
                 .filter(|id| ids.contains(*id))
                 .collect()
         }
+    }
+
+    /// The page `offset..offset + limit` of `ids` in entity-ref order.
+    pub fn ref_order_page(&self, ids: &RoaringBitmap, offset: usize, limit: usize) -> Vec<u32> {
+        if ids.len() as usize * 8 < self.by_ref.len() {
+            return self
+                .ordered_by_ref(ids)
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .collect();
+        }
+        self.by_ref
+            .values()
+            .copied()
+            .filter(|id| ids.contains(*id))
+            .skip(offset)
+            .take(limit)
+            .collect()
     }
 
     /// Counts per original value of `key` among `within` (all entities when None).
@@ -447,5 +540,74 @@ mod tests {
             "{:?}",
             idx.keys.keys().collect::<Vec<_>>()
         );
+    }
+
+    /// The walk over every value that full-text search replaces.
+    fn full_text_by_walk(idx: &Index, term: &str, key: &str) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        if let Some(k) = idx.keys.get(key) {
+            for (value, postings) in &k.values {
+                if value.contains(term) {
+                    for p in postings {
+                        p.ids.union_into(&mut out);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn full_text_columns_follow_writes() {
+        let mut idx = index();
+        let keys = vec!["metadata.name".to_string()];
+        assert_eq!(
+            idx.full_text("svc", &keys).iter().collect::<Vec<_>>(),
+            vec![1]
+        );
+        let (d, v) = doc(5, "Component", "e-svc", json!({"type": "service"}));
+        idx.upsert(d, &v);
+        assert_eq!(
+            idx.full_text("svc", &keys).iter().collect::<Vec<_>>(),
+            vec![1, 5]
+        );
+        idx.remove(1);
+        assert_eq!(
+            idx.full_text("svc", &keys).iter().collect::<Vec<_>>(),
+            vec![5]
+        );
+        // A term never matches across two values.
+        assert!(idx.full_text("libe", &keys).is_empty());
+    }
+
+    #[test]
+    fn ref_order_pages_are_windows_of_the_full_order() {
+        let idx = index();
+        let all = idx.ordered_by_ref(&idx.all_ids());
+        for offset in 0..6 {
+            for limit in 0..6 {
+                let want: Vec<u32> = all.iter().copied().skip(offset).take(limit).collect();
+                assert_eq!(idx.ref_order_page(&idx.all_ids(), offset, limit), want);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn full_text_matches_a_walk_of_every_value(
+            names in proptest::collection::vec("[a-c]{1,6}", 1..40),
+            term in "[a-c]{1,3}",
+        ) {
+            let mut idx = Index::default();
+            for (i, name) in names.iter().enumerate() {
+                let (d, v) = doc(i as u32 + 1, "Component", &format!("{name}-{i}"), json!({}));
+                idx.upsert(d, &v);
+            }
+            let keys = vec!["metadata.name".to_string()];
+            proptest::prop_assert_eq!(
+                idx.full_text(&term, &keys),
+                full_text_by_walk(&idx, &term, "metadata.name")
+            );
+        }
     }
 }

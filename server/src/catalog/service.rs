@@ -193,17 +193,26 @@ impl CatalogService {
     pub fn list(&self, p: &ListParams) -> Result<ListPage, CatalogError> {
         let index = self.index.read();
         let ids = index.eval(&p.filter);
-        let ordered = ordered_by_fields(&index, &ids, &p.order);
+        let total = ids.len() as usize;
         let offset = p.offset.unwrap_or(0) as usize;
         let limit = p.limit.map(|l| l as usize).unwrap_or(usize::MAX);
-        let end = offset.saturating_add(limit).min(ordered.len());
-        let page = ordered.get(offset.min(ordered.len())..end).unwrap_or(&[]);
+        let end = offset.saturating_add(limit).min(total);
+        let page: Vec<u32> = if p.order.is_empty() {
+            // The default order needs only the page itself, not the whole ordering.
+            index.ref_order_page(&ids, offset, limit)
+        } else {
+            let ordered = ordered_by_fields(&index, &ids, &p.order);
+            ordered
+                .get(offset.min(ordered.len())..end)
+                .unwrap_or(&[])
+                .to_vec()
+        };
         let body = join_json(
             page.iter()
                 .filter_map(|id| index.get(*id))
                 .map(|d| Self::project(d, &p.fields)),
         );
-        let next_offset = (p.limit.is_some() && end < ordered.len()).then_some(end as u64);
+        let next_offset = (p.limit.is_some() && end < total).then_some(end as u64);
         Ok(ListPage { body, next_offset })
     }
 
