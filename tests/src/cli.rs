@@ -18,7 +18,7 @@ use stagedoor_tests::spawn_with;
 // ------------------------------------------------------------------ the binary
 
 /// The `stagedoor` binary, built once per test run.
-fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(p) = std::env::var_os("CARGO_BIN_EXE_stagedoor") {
