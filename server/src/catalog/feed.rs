@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::RwLock;
 use sea_orm::DatabaseBackend;
 
@@ -55,9 +54,11 @@ impl Feed {
             for (doc, rows) in prepare(rows).await {
                 fresh.upsert_rows(doc, rows);
             }
+            fresh.settle();
         }
         *self.index.write() = fresh;
         *last = seq;
+        crate::memory::release();
         Ok(())
     }
 
@@ -103,6 +104,7 @@ impl Feed {
                 for (doc, rows) in docs {
                     index.upsert_rows(doc, rows);
                 }
+                index.settle();
             }
             applied += ids.len();
             *last = tail_seq;
@@ -186,12 +188,7 @@ fn to_doc(row: store::FinalRow) -> Option<(Doc, serde_json::Value)> {
     }
     let value: serde_json::Value = serde_json::from_str(&row.final_entity).ok()?;
     Some((
-        Doc {
-            id,
-            uid: row.uid,
-            ref_key: row.entity_ref,
-            json: Bytes::from(row.final_entity.into_bytes()),
-        },
+        Doc::new(id, row.uid, row.entity_ref, row.final_entity.as_bytes()),
         value,
     ))
 }

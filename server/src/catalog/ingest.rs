@@ -51,10 +51,10 @@ impl LocationSpec {
 #[derive(Debug, Clone)]
 pub struct Emitted {
     pub entity_ref: EntityRef,
-    /// The processed entity; None when it failed validation.
-    pub entity: Option<Value>,
+    /// The processed entity as compact JSON, before it has a uid; None when it
+    /// failed validation. Kept as text so a large location stays small in memory.
+    pub entity: Option<String>,
     pub errors: Vec<String>,
-    pub relations: Vec<Relation>,
     pub hash: String,
     pub is_root_location: bool,
 }
@@ -209,41 +209,89 @@ fn document_spans(text: &str) -> Vec<(std::ops::Range<usize>, usize)> {
     spans
 }
 
+/// Most documents read from one file.
+const MAX_DOCUMENTS: usize = 100_000;
+/// Documents parsed ahead of their processing.
+const PARSE_AHEAD: usize = 32;
+
 /// Splits multi-document YAML into JSON values, one result per document.
 /// Errors carry the 1-based document number.
 pub fn parse_documents(bytes: &[u8]) -> Vec<(usize, Result<Value, String>)> {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => return vec![(1, Err(format!("not UTF-8 text: {e}")))],
-    };
-    let spans = document_spans(text);
-    if spans.iter().any(|(_, depth)| *depth > MAX_FLOW_DEPTH) {
-        // Parse each document on its own, leaving out the ones nested too deeply.
-        let mut out = Vec::new();
-        for (range, depth) in spans {
-            let n = out.len() + 1;
-            if depth > MAX_FLOW_DEPTH {
-                out.push((
-                    n,
-                    Err(format!(
-                        "invalid YAML: nesting deeper than {MAX_FLOW_DEPTH} levels"
-                    )),
-                ));
-                continue;
-            }
-            for (_, doc) in parse_stream(&text[range]) {
-                out.push((out.len() + 1, doc));
-            }
-        }
-        return out;
-    }
-    parse_stream(text)
+    documents(bytes).collect()
 }
 
-fn parse_stream(text: &str) -> Vec<(usize, Result<Value, String>)> {
-    let mut out = Vec::new();
-    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let n = i + 1;
+/// The documents of multi-document YAML, parsed one at a time, so that a large
+/// file never has to be held parsed in memory all at once.
+pub fn documents(bytes: &[u8]) -> impl Iterator<Item = (usize, Result<Value, String>)> + '_ {
+    let (text, not_utf8) = match std::str::from_utf8(bytes) {
+        Ok(t) => (t, None),
+        Err(e) => ("", Some(Err(format!("not UTF-8 text: {e}")))),
+    };
+    let spans = if not_utf8.is_some() {
+        vec![]
+    } else {
+        document_spans(text)
+    };
+    // Parse each document on its own when one is nested too deeply, leaving it out.
+    let parts: Vec<(&str, bool)> = if spans.iter().any(|(_, depth)| *depth > MAX_FLOW_DEPTH) {
+        spans
+            .into_iter()
+            .map(|(range, depth)| (&text[range], depth > MAX_FLOW_DEPTH))
+            .collect()
+    } else if not_utf8.is_some() {
+        vec![]
+    } else {
+        vec![(text, false)]
+    };
+    let parsed = parts.into_iter().flat_map(|(part, too_deep)| {
+        let deep = too_deep.then(|| {
+            Err(format!(
+                "invalid YAML: nesting deeper than {MAX_FLOW_DEPTH} levels"
+            ))
+        });
+        let stream = (!too_deep).then(|| YamlStream::new(part));
+        deep.into_iter().chain(stream.into_iter().flatten())
+    });
+    not_utf8
+        .into_iter()
+        .chain(parsed)
+        .enumerate()
+        .map(|(i, doc)| (i + 1, doc))
+        .take(MAX_DOCUMENTS + 1)
+        .map(|(n, doc)| {
+            if n > MAX_DOCUMENTS {
+                (n, Err("too many documents in one file".into()))
+            } else {
+                (n, doc)
+            }
+        })
+}
+
+/// The documents of one YAML stream, as JSON values.
+struct YamlStream<'a> {
+    docs: serde_yaml_ng::Deserializer<'a>,
+    last_error: Option<String>,
+    done: bool,
+}
+
+impl<'a> YamlStream<'a> {
+    fn new(text: &'a str) -> Self {
+        YamlStream {
+            docs: serde_yaml_ng::Deserializer::from_str(text),
+            last_error: None,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for YamlStream<'_> {
+    type Item = Result<Value, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let doc = self.docs.next()?;
         let parsed = serde_yaml_ng::Value::deserialize(doc)
             .map_err(|e| format!("invalid YAML: {e}"))
             .and_then(|v| {
@@ -251,18 +299,16 @@ fn parse_stream(text: &str) -> Vec<(usize, Result<Value, String>)> {
             });
         // After a syntax error the parser cannot resynchronise and repeats the same
         // error for ever; an error within one document (a duplicate key) is not repeated.
-        if let (Err(e), Some((_, Err(prev)))) = (&parsed, out.last()) {
-            if e == prev {
-                break;
+        match &parsed {
+            Err(e) if self.last_error.as_ref() == Some(e) => {
+                self.done = true;
+                return None;
             }
+            Err(e) => self.last_error = Some(e.clone()),
+            Ok(_) => self.last_error = None,
         }
-        out.push((n, parsed));
-        if out.len() > 100_000 {
-            out.push((n + 1, Err("too many documents in one file".into())));
-            break;
-        }
+        Some(parsed)
     }
-    out
 }
 
 /// Validates and processes one document. Err carries messages for the location.
@@ -291,15 +337,15 @@ pub fn process_document(
     }
     let mut entity = raw;
     prepare(&mut entity, location, root);
-    let relations = model::generate_relations(&entity)
+    // Relations are generated again when the entity is written; here they are checked.
+    model::generate_relations(&entity)
         .map_err(|e| (Some(entity_ref.clone()), vec![e.to_string()]))?;
-    let hash = content_hash(&entity);
+    let text = entity.to_string();
     Ok(Emitted {
         entity_ref,
-        entity: Some(entity),
+        hash: hex::encode(Sha256::digest(text.as_bytes())),
+        entity: Some(text),
         errors: vec![],
-        relations,
-        hash,
         is_root_location: false,
     })
 }
@@ -363,9 +409,8 @@ pub fn generated_location_entity(root: &LocationSpec) -> Emitted {
             name: root.generated_name(),
         },
         hash: content_hash(&entity),
-        entity: Some(entity),
+        entity: Some(entity.to_string()),
         errors: vec![],
-        relations: vec![],
         is_root_location: true,
     }
 }
@@ -411,7 +456,16 @@ pub async fn read_location(
                 continue;
             }
         };
-        for (n, doc) in parse_documents(&bytes) {
+        // Parsed on a blocking thread a few documents ahead, never all at once.
+        let (tx, mut parsed) = tokio::sync::mpsc::channel(PARSE_AHEAD);
+        let parser = tokio::task::spawn_blocking(move || {
+            for doc in documents(&bytes) {
+                if tx.blocking_send(doc).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some((n, doc)) = parsed.recv().await {
             let raw = match doc {
                 Ok(Value::Null) => continue,
                 Ok(v) => v,
@@ -435,8 +489,12 @@ pub async fn read_location(
                     }
                     seen_refs.insert(key, format!("{}:{n}", label(&loc)));
                     if emitted.entity_ref.kind.eq_ignore_ascii_case("location") {
-                        let entity = emitted.entity.as_ref().unwrap_or(&Value::Null);
-                        enqueue_targets(entity, &loc, depth, &mut queue, &mut out, n);
+                        let entity = emitted
+                            .entity
+                            .as_deref()
+                            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                            .unwrap_or(Value::Null);
+                        enqueue_targets(&entity, &loc, depth, &mut queue, &mut out, n);
                     }
                     out.emitted.push(emitted);
                 }
@@ -452,7 +510,6 @@ pub async fn read_location(
                                 entity_ref: r,
                                 entity: None,
                                 errors,
-                                relations: vec![],
                                 hash: String::new(),
                                 is_root_location: false,
                             });
@@ -463,6 +520,11 @@ pub async fn read_location(
                     }
                 }
             }
+        }
+        if let Err(e) = parser.await {
+            out.location_errors
+                .push(format!("{}: parsing failed: {e}", label(&loc)));
+            out.complete = false;
         }
     }
     out
@@ -957,16 +1019,17 @@ impl Writer {
         let key = e.entity_ref.key();
         let errors = errors_json(&e.errors);
         match (existing, e.entity) {
-            (Some(h), Some(mut entity)) => {
+            (Some(h), Some(text)) => {
                 if h.hash == e.hash && h.errors == errors {
                     return Ok(());
                 }
+                let (mut entity, relations) = parse_processed(&text)?;
                 set_uid(&mut entity, &h.uid);
                 let old = store::relations_from(txn, &[h.id]).await?;
                 self.stitch_refs
                     .extend(old.into_iter().map(|r| r.source_ref));
                 store::delete_relations_from(txn, &[h.id]).await?;
-                let rows = relation_rows(h.id, &e.relations);
+                let rows = relation_rows(h.id, &relations);
                 self.stitch_refs
                     .extend(rows.iter().map(|r| r.source_ref.clone()));
                 store::insert_relations(txn, rows).await?;
@@ -975,7 +1038,8 @@ impl Writer {
                 self.changed_ids.insert(h.id);
                 self.stitch_refs.insert(key);
             }
-            (None, Some(mut entity)) => {
+            (None, Some(text)) => {
+                let (mut entity, relations) = parse_processed(&text)?;
                 let uid = uuid::Uuid::new_v4().to_string();
                 set_uid(&mut entity, &uid);
                 self.new_rows.push((
@@ -989,8 +1053,11 @@ impl Writer {
                         errors,
                         updated_at: now,
                     },
-                    e.relations,
+                    relations,
                 ));
+                if self.new_rows.len() >= WRITE_BATCH {
+                    self.insert_new(txn).await?;
+                }
             }
             (Some(h), None) => {
                 if h.errors != errors {
@@ -1004,6 +1071,31 @@ impl Writer {
                 let _ = location_errors;
             }
         }
+        Ok(())
+    }
+
+    /// Inserts the new entities collected so far, with their relations.
+    async fn insert_new(
+        &mut self,
+        txn: &impl sea_orm::ConnectionTrait,
+    ) -> Result<(), CatalogError> {
+        if self.new_rows.is_empty() {
+            return Ok(());
+        }
+        let (rows, relations): (Vec<NewEntity>, Vec<Vec<Relation>>) =
+            std::mem::take(&mut self.new_rows).into_iter().unzip();
+        self.stitch_refs
+            .extend(rows.iter().map(|r| r.entity_ref.clone()));
+        let ids = store::insert_entities(txn, rows).await?;
+        let mut all = Vec::new();
+        for (id, rels) in ids.iter().zip(relations) {
+            let rows = relation_rows(*id, &rels);
+            self.stitch_refs
+                .extend(rows.iter().map(|r| r.source_ref.clone()));
+            all.extend(rows);
+        }
+        store::insert_relations(txn, all).await?;
+        self.changed_ids.extend(ids);
         Ok(())
     }
 
@@ -1031,22 +1123,7 @@ impl Writer {
         txn: &impl sea_orm::ConnectionTrait,
         now: i64,
     ) -> Result<usize, CatalogError> {
-        if !self.new_rows.is_empty() {
-            let (rows, relations): (Vec<NewEntity>, Vec<Vec<Relation>>) =
-                std::mem::take(&mut self.new_rows).into_iter().unzip();
-            self.stitch_refs
-                .extend(rows.iter().map(|r| r.entity_ref.clone()));
-            let ids = store::insert_entities(txn, rows).await?;
-            let mut all = Vec::new();
-            for (id, rels) in ids.iter().zip(relations) {
-                let rows = relation_rows(*id, &rels);
-                self.stitch_refs
-                    .extend(rows.iter().map(|r| r.source_ref.clone()));
-                all.extend(rows);
-            }
-            store::insert_relations(txn, all).await?;
-            self.changed_ids.extend(ids);
-        }
+        self.insert_new(txn).await?;
         let refs: Vec<String> = self.stitch_refs.iter().cloned().collect();
         let stitched = stitch(txn, &refs).await?;
         self.changed_ids.extend(stitched);
@@ -1063,6 +1140,18 @@ impl Writer {
         }
         Ok(feed.len())
     }
+}
+
+/// New entities inserted per statement batch: bounds the memory a large write needs.
+const WRITE_BATCH: usize = 500;
+
+/// A processed entity's JSON as written by `process_document`, with its relations.
+fn parse_processed(text: &str) -> Result<(Value, Vec<Relation>), CatalogError> {
+    let entity: Value = serde_json::from_str(text)
+        .map_err(|e| CatalogError::Internal(anyhow::anyhow!("processed entity: {e}")))?;
+    let relations = model::generate_relations(&entity)
+        .map_err(|e| CatalogError::Internal(anyhow::anyhow!("processed entity: {e}")))?;
+    Ok((entity, relations))
 }
 
 fn set_uid(entity: &mut Value, uid: &str) {
@@ -1377,8 +1466,9 @@ mod tests {
             .emitted
             .iter()
             .find(|e| e.entity_ref.name == "petstore")
-            .and_then(|e| e.entity.as_ref())
+            .and_then(|e| e.entity.as_deref())
             .expect("petstore accepted");
+        let petstore: Value = serde_json::from_str(petstore).expect("json");
         assert_eq!(petstore["spec"]["definition"], json!("openapi: 3.0.0\n"));
         let broken = out
             .emitted

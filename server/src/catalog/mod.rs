@@ -11,6 +11,7 @@ pub mod filter;
 pub mod index;
 pub mod ingest;
 pub mod model;
+pub mod packed;
 pub mod reader;
 pub mod search;
 pub mod service;

@@ -133,6 +133,9 @@ pub struct QueryPage {
     pub prev_cursor: Option<String>,
 }
 
+/// Entities changed by one write past which the memory it used is handed back at once.
+const LARGE_WRITE: usize = 1000;
+
 impl CatalogService {
     pub async fn new(db: Db, config: &Config) -> anyhow::Result<CatalogService> {
         let index = Arc::new(RwLock::new(Index::default()));
@@ -181,7 +184,7 @@ impl CatalogService {
 
     fn project(doc: &Doc, fields: &Option<Vec<String>>) -> Bytes {
         match fields {
-            None => doc.json.clone(),
+            None => doc.json(),
             Some(fields) => {
                 let value = doc.value();
                 let projected = project_fields(&value, fields);
@@ -332,11 +335,11 @@ impl CatalogService {
     }
 
     pub fn by_uid(&self, uid: &str) -> Option<Bytes> {
-        self.index.read().by_uid(uid).map(|d| d.json.clone())
+        self.index.read().by_uid(uid).map(|d| d.json())
     }
 
     pub fn by_ref(&self, r: &EntityRef) -> Option<Bytes> {
-        self.index.read().by_ref(&r.key()).map(|d| d.json.clone())
+        self.index.read().by_ref(&r.key()).map(|d| d.json())
     }
 
     pub fn by_refs(
@@ -498,7 +501,7 @@ impl CatalogService {
         let entities: Vec<Value> = outcome
             .emitted
             .iter()
-            .filter_map(|e| e.entity.clone())
+            .filter_map(|e| serde_json::from_str(e.entity.as_deref()?).ok())
             .collect();
         if dry_run {
             let view = match &existing {
@@ -646,7 +649,7 @@ impl CatalogService {
             .iter()
             .filter(|e| !e.is_root_location)
             .filter_map(|e| {
-                let entity = e.entity.clone()?;
+                let entity: Value = serde_json::from_str(e.entity.as_deref()?).ok()?;
                 let managed = entity
                     .pointer("/metadata/annotations/backstage.io~1managed-by-location")
                     .and_then(Value::as_str)
@@ -693,6 +696,9 @@ impl CatalogService {
         }
         if result.changed > 0 {
             self.feed.catch_up().await?;
+        }
+        if result.changed >= LARGE_WRITE {
+            crate::memory::release();
         }
         Ok(())
     }
