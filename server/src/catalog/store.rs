@@ -107,6 +107,29 @@ pub mod changes {
 /// Rows per multi-row statement: well below SQLite's and PostgreSQL's parameter limits.
 const CHUNK: usize = 400;
 
+/// Every row of `E` whose `column` is one of `values`, asked in chunks that stay
+/// within both databases' bind-parameter limits.
+async fn find_where_in<E, V>(
+    db: &impl ConnectionTrait,
+    column: E::Column,
+    values: &[V],
+) -> Result<Vec<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    V: Into<sea_orm::Value> + Clone,
+{
+    let mut out = Vec::new();
+    for chunk in values.chunks(CHUNK) {
+        out.extend(
+            E::find()
+                .filter(column.is_in(chunk.iter().cloned()))
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------- locations
 
 pub async fn location_by_id(
@@ -290,32 +313,14 @@ pub async fn entities_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<Vec<entities::Model>, DbErr> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(CHUNK) {
-        out.extend(
-            entities::Entity::find()
-                .filter(entities::Column::Id.is_in(chunk.iter().copied()))
-                .all(db)
-                .await?,
-        );
-    }
-    Ok(out)
+    find_where_in::<entities::Entity, _>(db, entities::Column::Id, ids).await
 }
 
 pub async fn entities_by_refs(
     db: &impl ConnectionTrait,
     refs: &[String],
 ) -> Result<Vec<entities::Model>, DbErr> {
-    let mut out = Vec::new();
-    for chunk in refs.chunks(CHUNK) {
-        out.extend(
-            entities::Entity::find()
-                .filter(entities::Column::EntityRef.is_in(chunk.iter().cloned()))
-                .all(db)
-                .await?,
-        );
-    }
-    Ok(out)
+    find_where_in::<entities::Entity, _>(db, entities::Column::EntityRef, refs).await
 }
 
 /// A page of final entities in id order, for loading the index.
@@ -502,32 +507,15 @@ pub async fn relations_from(
     db: &impl ConnectionTrait,
     originating: &[i64],
 ) -> Result<Vec<relations::Model>, DbErr> {
-    let mut out = Vec::new();
-    for chunk in originating.chunks(CHUNK) {
-        out.extend(
-            relations::Entity::find()
-                .filter(relations::Column::OriginatingEntityId.is_in(chunk.iter().copied()))
-                .all(db)
-                .await?,
-        );
-    }
-    Ok(out)
+    find_where_in::<relations::Entity, _>(db, relations::Column::OriginatingEntityId, originating)
+        .await
 }
 
 pub async fn relations_with_source(
     db: &impl ConnectionTrait,
     source_refs: &[String],
 ) -> Result<Vec<relations::Model>, DbErr> {
-    let mut out = Vec::new();
-    for chunk in source_refs.chunks(CHUNK) {
-        out.extend(
-            relations::Entity::find()
-                .filter(relations::Column::SourceRef.is_in(chunk.iter().cloned()))
-                .all(db)
-                .await?,
-        );
-    }
-    Ok(out)
+    find_where_in::<relations::Entity, _>(db, relations::Column::SourceRef, source_refs).await
 }
 
 pub async fn delete_relations_from(
