@@ -316,7 +316,7 @@ impl KeyIndex {
     }
 
     /// Every value with its postings, in order.
-    fn for_each(&self, order: Order, mut f: impl FnMut(&[u8], &Postings)) {
+    fn for_each<'a>(&'a self, order: Order, mut f: impl FnMut(&'a [u8], &'a Postings)) {
         let delta = self.delta.iter().map(|(k, p)| (k.as_bytes(), p));
         match order {
             Order::Asc => merge(self.column.iter(), delta, |a, b| a <= b, &mut f),
@@ -330,7 +330,7 @@ fn merge<'a>(
     a: impl Iterator<Item = (&'a [u8], &'a Postings)>,
     b: impl Iterator<Item = (&'a [u8], &'a Postings)>,
     first: impl Fn(&[u8], &[u8]) -> bool,
-    f: &mut impl FnMut(&[u8], &Postings),
+    f: &mut impl FnMut(&'a [u8], &'a Postings),
 ) {
     let (mut a, mut b) = (a.peekable(), b.peekable());
     loop {
@@ -621,22 +621,26 @@ impl Index {
 
     /// Counts per original value of `key` among `within` (all entities when None).
     pub fn facet(&self, key: &str, within: Option<&RoaringBitmap>) -> Vec<(String, u64)> {
-        let mut counts: HashMap<String, u64> = HashMap::new();
+        let mut counts: HashMap<&str, u64> = HashMap::new();
         if let Some(k) = self.keys.get(key) {
             k.for_each(Order::Asc, |value, postings| {
                 for p in postings {
                     let n = p.ids.count_in(within);
                     if n > 0 {
-                        let original = match &p.original {
-                            Some(o) => o.to_string(),
-                            None => String::from_utf8_lossy(value).into_owned(),
-                        };
+                        // Column text is whole values copied from strings: always UTF-8.
+                        let original = p
+                            .original
+                            .as_deref()
+                            .unwrap_or_else(|| std::str::from_utf8(value).unwrap_or_default());
                         *counts.entry(original).or_default() += n;
                     }
                 }
             });
         }
-        let mut out: Vec<(String, u64)> = counts.into_iter().collect();
+        let mut out: Vec<(String, u64)> = counts
+            .into_iter()
+            .map(|(v, n)| (v.to_string(), n))
+            .collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out
     }
