@@ -227,19 +227,15 @@ pub fn documents(bytes: &[u8]) -> impl Iterator<Item = (usize, Result<Value, Str
         Ok(t) => (t, None),
         Err(e) => ("", Some(Err(format!("not UTF-8 text: {e}")))),
     };
-    let spans = if not_utf8.is_some() {
-        vec![]
-    } else {
-        document_spans(text)
-    };
+    let spans = document_spans(text);
     // Parse each document on its own when one is nested too deeply, leaving it out.
-    let parts: Vec<(&str, bool)> = if spans.iter().any(|(_, depth)| *depth > MAX_FLOW_DEPTH) {
+    let parts: Vec<(&str, bool)> = if not_utf8.is_some() {
+        vec![]
+    } else if spans.iter().any(|(_, depth)| *depth > MAX_FLOW_DEPTH) {
         spans
             .into_iter()
             .map(|(range, depth)| (&text[range], depth > MAX_FLOW_DEPTH))
             .collect()
-    } else if not_utf8.is_some() {
-        vec![]
     } else {
         vec![(text, false)]
     };
@@ -343,7 +339,7 @@ pub fn process_document(
     let text = entity.to_string();
     Ok(Emitted {
         entity_ref,
-        hash: hex::encode(Sha256::digest(text.as_bytes())),
+        hash: text_hash(&text),
         entity: Some(text),
         errors: vec![],
         is_root_location: false,
@@ -389,8 +385,12 @@ fn prepare(entity: &mut Value, location: &LocationSpec, root: &LocationSpec) {
 }
 
 fn content_hash(v: &Value) -> String {
-    let bytes = serde_json::to_vec(v).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
+    text_hash(&v.to_string())
+}
+
+/// The hash of an entity's compact JSON text.
+fn text_hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// The Location entity standing for a root location.
@@ -402,14 +402,15 @@ pub fn generated_location_entity(root: &LocationSpec) -> Emitted {
         "spec": {"type": root.kind, "target": root.target},
     });
     prepare(&mut entity, root, root);
+    let text = entity.to_string();
     Emitted {
         entity_ref: EntityRef {
             kind: "Location".into(),
             namespace: model::DEFAULT_NAMESPACE.into(),
             name: root.generated_name(),
         },
-        hash: content_hash(&entity),
-        entity: Some(entity.to_string()),
+        hash: text_hash(&text),
+        entity: Some(text),
         errors: vec![],
         is_root_location: true,
     }
