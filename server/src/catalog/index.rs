@@ -59,14 +59,21 @@ impl Doc {
     }
 }
 
-/// Entity ids for one value; most values belong to one entity only.
+/// Entity ids for one value. Most values belong to one entity, and most of the rest
+/// to a handful, so small sets are one exact-size sorted slice; a bitmap (several
+/// allocations) is kept only for large ones.
 #[derive(Debug, Clone, Default)]
 enum Ids {
     #[default]
     None,
     One(u32),
+    /// Sorted, between 2 and `FEW_IDS` ids.
+    Few(Box<[u32]>),
     Many(Box<RoaringBitmap>),
 }
+
+/// The largest set kept as a sorted slice.
+const FEW_IDS: usize = 32;
 
 impl Ids {
     fn is_empty(&self) -> bool {
@@ -77,10 +84,25 @@ impl Ids {
             Ids::None => *self = Ids::One(id),
             Ids::One(existing) if *existing == id => {}
             Ids::One(existing) => {
-                let mut b = RoaringBitmap::new();
-                b.insert(*existing);
-                b.insert(id);
-                *self = Ids::Many(Box::new(b));
+                let (a, b) = (*existing, id);
+                *self = Ids::Few(Box::new([a.min(b), a.max(b)]));
+            }
+            Ids::Few(ids) => {
+                let Err(at) = ids.binary_search(&id) else {
+                    return;
+                };
+                if ids.len() < FEW_IDS {
+                    let mut v = Vec::with_capacity(ids.len() + 1);
+                    v.extend_from_slice(&ids[..at]);
+                    v.push(id);
+                    v.extend_from_slice(&ids[at..]);
+                    *ids = v.into_boxed_slice();
+                } else {
+                    let mut b =
+                        RoaringBitmap::from_sorted_iter(ids.iter().copied()).unwrap_or_default();
+                    b.insert(id);
+                    *self = Ids::Many(Box::new(b));
+                }
             }
             Ids::Many(b) => {
                 b.insert(id);
@@ -96,28 +118,52 @@ impl Ids {
                     *self = Ids::None;
                 }
             }
+            Ids::Few(ids) => {
+                if let Ok(at) = ids.binary_search(&id) {
+                    *self = match ids.len() {
+                        2 => Ids::One(ids[1 - at]),
+                        _ => Ids::Few(
+                            ids.iter()
+                                .copied()
+                                .filter(|&x| x != id)
+                                .collect::<Vec<_>>()
+                                .into_boxed_slice(),
+                        ),
+                    };
+                }
+            }
             Ids::Many(b) => {
                 b.remove(id);
-                if b.len() <= 1 {
-                    *self = b.min().map_or(Ids::None, Ids::One);
+                if b.len() <= FEW_IDS as u64 {
+                    *self = match b.len() {
+                        0 => Ids::None,
+                        1 => b.min().map_or(Ids::None, Ids::One),
+                        _ => Ids::Few(b.iter().collect::<Vec<_>>().into_boxed_slice()),
+                    };
                 }
             }
         }
         self.is_empty()
     }
     fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        let (one, many) = match self {
-            Ids::None => (None, None),
-            Ids::One(id) => (Some(*id), None),
-            Ids::Many(b) => (None, Some(b.iter())),
+        let (one, few, many) = match self {
+            Ids::None => (None, None, None),
+            Ids::One(id) => (Some(*id), None, None),
+            Ids::Few(ids) => (None, Some(ids.iter().copied()), None),
+            Ids::Many(b) => (None, None, Some(b.iter())),
         };
-        one.into_iter().chain(many.into_iter().flatten())
+        one.into_iter()
+            .chain(few.into_iter().flatten())
+            .chain(many.into_iter().flatten())
     }
     fn union_into(&self, out: &mut RoaringBitmap) {
         match self {
             Ids::None => {}
             Ids::One(id) => {
                 out.insert(*id);
+            }
+            Ids::Few(ids) => {
+                out.extend(ids.iter().copied());
             }
             Ids::Many(b) => *out |= b.as_ref(),
         }
@@ -137,6 +183,8 @@ impl Ids {
             (Ids::None, _) => 0,
             (Ids::One(_), None) => 1,
             (Ids::One(id), Some(w)) => u64::from(w.contains(*id)),
+            (Ids::Few(ids), None) => ids.len() as u64,
+            (Ids::Few(ids), Some(w)) => ids.iter().filter(|&&id| w.contains(id)).count() as u64,
             (Ids::Many(b), None) => b.len(),
             (Ids::Many(b), Some(w)) => b.intersection_len(w),
         }
@@ -794,9 +842,9 @@ mod tests {
         use proptest::prelude::*;
         let word = || proptest::sample::select(vec!["Java", "java", "go", "rust", "Web", "lib"]);
         prop_oneof![
-            6 => (1u32..40, word(), proptest::collection::vec(word(), 0..3), 0u8..5)
+            6 => (1u32..72, word(), proptest::collection::vec(word(), 0..3), 0u8..5)
                 .prop_map(|(id, t, tags, n)| Op::Upsert(id, t, tags, n)),
-            2 => (1u32..40).prop_map(Op::Remove),
+            2 => (1u32..72).prop_map(Op::Remove),
             1 => Just(Op::Settle),
         ]
     }
@@ -873,11 +921,37 @@ mod tests {
                 }
                 proptest::prop_assert_eq!(idx.len(), live.len());
             }
-            for id in 1..40 {
+            for id in 1..72 {
                 idx.remove(id);
             }
             idx.settle();
             proptest::prop_assert!(idx.keys.is_empty());
+        }
+    }
+
+    proptest::proptest! {
+        /// An id set answers as a plain set does, across every change of representation.
+        #[test]
+        fn id_sets_match_a_plain_set(ops in proptest::collection::vec((proptest::bool::ANY, 0u32..80), 1..400)) {
+            let mut ids = Ids::None;
+            let mut model = std::collections::BTreeSet::new();
+            let within: RoaringBitmap = (0..80).step_by(3).collect();
+            for (insert, id) in ops {
+                if insert {
+                    ids.insert(id);
+                    model.insert(id);
+                } else {
+                    let empty = ids.remove(id);
+                    model.remove(&id);
+                    proptest::prop_assert_eq!(empty, model.is_empty());
+                }
+                proptest::prop_assert_eq!(ids.iter().collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
+                proptest::prop_assert_eq!(ids.to_bitmap().iter().collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
+                proptest::prop_assert_eq!(ids.count_in(None), model.len() as u64);
+                proptest::prop_assert_eq!(ids.count_in(Some(&within)), model.iter().filter(|&&x| x % 3 == 0).count() as u64);
+                let small = matches!(ids, Ids::None | Ids::One(_) | Ids::Few(_));
+                proptest::prop_assert_eq!(small, model.len() <= FEW_IDS, "{} ids", model.len());
+            }
         }
     }
 
