@@ -63,9 +63,9 @@ impl Db {
                 let options = options
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
-                    .pragma("cache_size", "-1024")
+                    .pragma("cache_size", "-256")
                     // Bulk statements are large compiled programs; cache only a few.
-                    .statement_cache_capacity(16);
+                    .statement_cache_capacity(8);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(size)
                     .min_connections(if path.is_none() { 1 } else { 0 })

@@ -58,7 +58,6 @@ impl Feed {
         }
         *self.index.write() = fresh;
         *last = seq;
-        crate::memory::release();
         Ok(())
     }
 

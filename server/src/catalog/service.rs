@@ -133,9 +133,6 @@ pub struct QueryPage {
     pub prev_cursor: Option<String>,
 }
 
-/// Entities changed by one write past which the memory it used is handed back at once.
-const LARGE_WRITE: usize = 1000;
-
 impl CatalogService {
     pub async fn new(db: Db, config: &Config) -> anyhow::Result<CatalogService> {
         let index = Arc::new(RwLock::new(Index::default()));
@@ -696,9 +693,6 @@ impl CatalogService {
         }
         if result.changed > 0 {
             self.feed.catch_up().await?;
-        }
-        if result.changed >= LARGE_WRITE {
-            crate::memory::release();
         }
         Ok(())
     }
