@@ -13,8 +13,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// - `dirty_decay_ms`/`muzzy_decay_ms`: return freed pages after about a second,
 ///   straight to the system rather than through `MADV_FREE`.
 /// - `narenas`: two arenas. The default, four per CPU of the node (not of the
-///   container), multiplies retained memory on large nodes; the thread caches keep
-///   allocation contention-free regardless.
+///   container), multiplies retained memory on large nodes; per-thread caches serve
+///   most allocations without touching an arena.
 #[allow(unsafe_code, non_upper_case_globals)]
 // SAFETY: jemalloc reads this NUL-terminated string through a `const char *` once,
 // at its initialization, and never writes it; `&[u8; N]` has that pointer's layout.

@@ -92,11 +92,7 @@ impl Ids {
                     return;
                 };
                 if ids.len() < FEW_IDS {
-                    let mut v = Vec::with_capacity(ids.len() + 1);
-                    v.extend_from_slice(&ids[..at]);
-                    v.push(id);
-                    v.extend_from_slice(&ids[at..]);
-                    *ids = v.into_boxed_slice();
+                    *ids = [&ids[..at], &[id], &ids[at..]].concat().into_boxed_slice();
                 } else {
                     let mut b =
                         RoaringBitmap::from_sorted_iter(ids.iter().copied()).unwrap_or_default();
@@ -122,13 +118,7 @@ impl Ids {
                 if let Ok(at) = ids.binary_search(&id) {
                     *self = match ids.len() {
                         2 => Ids::One(ids[1 - at]),
-                        _ => Ids::Few(
-                            ids.iter()
-                                .copied()
-                                .filter(|&x| x != id)
-                                .collect::<Vec<_>>()
-                                .into_boxed_slice(),
-                        ),
+                        _ => Ids::Few([&ids[..at], &ids[at + 1..]].concat().into_boxed_slice()),
                     };
                 }
             }
