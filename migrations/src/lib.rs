@@ -5,12 +5,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_catalog;
+mod m20261124_000001_auth;
 
 pub struct Migrator;
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_catalog::Migration)]
+        vec![
+            Box::new(m20261123_000001_catalog::Migration),
+            Box::new(m20261124_000001_auth::Migration),
+        ]
     }
 }

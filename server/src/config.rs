@@ -5,6 +5,7 @@
 //! then the files are merged, the later winning, and read into [`Config`].
 //! Nothing else in the server reads files or the environment for settings.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,13 +59,7 @@ const IGNORED_SECTIONS: &[&str] = &[
 ];
 
 /// Sections that later parts of the server will read; accepted as they are now.
-const RESERVED_SECTIONS: &[&str] = &[
-    "auth",
-    "integrations",
-    "scaffolder",
-    "humanitec",
-    "kubernetes",
-];
+const RESERVED_SECTIONS: &[&str] = &["integrations", "scaffolder", "humanitec", "kubernetes"];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -76,7 +71,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub catalog: CatalogSection,
     #[serde(default)]
-    pub auth: Option<Value>,
+    pub auth: AuthSection,
+    /// Stagedoor's own settings, beyond Backstage's keys.
+    #[serde(default)]
+    pub stagedoor: StagedoorSection,
     #[serde(default)]
     pub integrations: Option<Value>,
     #[serde(default)]
@@ -358,6 +356,156 @@ pub struct HumanDuration {
     pub milliseconds: f64,
 }
 
+/// `auth`: Backstage's sign-in settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthSection {
+    pub environment: Option<String>,
+    pub session: Option<AuthSessionSection>,
+    pub providers: Option<AuthProviders>,
+    pub backstage_token_expiration: Option<DurationValue>,
+    // Backstage settings with no effect here.
+    pub key_store: Option<Value>,
+    pub experimental_extra_allowed_origins: Option<Value>,
+    pub omit_identity_token_ownership_claim: Option<Value>,
+    pub identity_token_algorithm: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSessionSection {
+    pub secret: Option<SecretString>,
+}
+
+/// `auth.providers`: the guest and OIDC providers are served; others are named in a warning.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthProviders {
+    pub guest: Option<GuestProviderSection>,
+    pub oidc: Option<BTreeMap<String, OidcProviderSection>>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GuestProviderSection {
+    pub user_entity_ref: Option<String>,
+    pub ownership_entity_refs: Option<Vec<String>>,
+    pub dangerously_allow_outside_development: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OidcProviderSection {
+    pub metadata_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub callback_url: Option<String>,
+    pub scope: Option<String>,
+    pub prompt: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub token_signed_response_alg: Option<String>,
+    pub additional_scopes: Option<Value>,
+    pub session_duration: Option<DurationValue>,
+    pub timeout: Option<Value>,
+    pub sign_in: Option<SignInSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInSection {
+    #[serde(default)]
+    pub resolvers: Vec<ResolverSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResolverSection {
+    pub resolver: String,
+    pub allowed_domains: Option<Vec<String>>,
+    pub dangerously_allow_sign_in_without_user_in_catalog: Option<bool>,
+}
+
+/// `stagedoor`: settings that Backstage has no key for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StagedoorSection {
+    pub admins: Option<AdminsSection>,
+    pub session: Option<StagedoorSessionSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminsSection {
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StagedoorSessionSection {
+    pub idle_timeout: Option<DurationValue>,
+    pub absolute_timeout: Option<DurationValue>,
+}
+
+/// A sign-in resolver, as Backstage names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInResolver {
+    EmailMatchingUserEntityProfileEmail {
+        allow_without_user: bool,
+    },
+    EmailLocalPartMatchingUserEntityName {
+        allowed_domains: Option<Vec<String>>,
+        allow_without_user: bool,
+    },
+}
+
+/// One OIDC provider environment, resolved.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub env: String,
+    pub metadata_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub callback_url: String,
+    pub scope: String,
+    pub prompt: Option<String>,
+    /// `client_secret_post` instead of HTTP Basic.
+    pub secret_in_body: bool,
+    pub resolvers: Vec<SignInResolver>,
+}
+
+/// The guest provider, resolved.
+#[derive(Debug, Clone)]
+pub struct GuestConfig {
+    pub user_entity_ref: String,
+    pub ownership_entity_refs: Vec<String>,
+}
+
+/// Sign-in, sessions and roles, resolved.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub environment: String,
+    pub session_secret: Option<SecretString>,
+    pub guest: Option<GuestConfig>,
+    pub oidc: BTreeMap<String, OidcConfig>,
+    pub admin_groups: Vec<String>,
+    pub session_idle: Duration,
+    pub session_absolute: Duration,
+    pub token_lifetime: Duration,
+}
+
+impl AuthConfig {
+    pub fn production(&self) -> bool {
+        self.environment == "production"
+    }
+
+    /// True when anyone may sign in without credentials, so signing in proves nothing.
+    pub fn open_sign_in(&self) -> bool {
+        self.guest.is_some()
+    }
+}
+
 /// The database the server uses, resolved from `backend.database`.
 #[derive(Debug, Clone)]
 pub enum DatabaseConfig {
@@ -390,6 +538,7 @@ pub struct Config {
     pub processing_interval: Duration,
     pub orphan_strategy: OrphanStrategy,
     pub readonly: bool,
+    pub auth: AuthConfig,
     /// True when no configuration file was given: the demo catalog is served.
     pub demo: bool,
     /// Directory for the embedded database and the demo catalog.
@@ -498,6 +647,19 @@ impl Config {
             processing_interval: Duration::from_secs(100),
             orphan_strategy: OrphanStrategy::Keep,
             readonly: false,
+            auth: AuthConfig {
+                environment: "development".into(),
+                session_secret: None,
+                guest: Some(GuestConfig {
+                    user_entity_ref: "user:default/kenji.morita".into(),
+                    ownership_entity_refs: vec![],
+                }),
+                oidc: BTreeMap::new(),
+                admin_groups: vec!["group:default/platform-team".into()],
+                session_idle: DEFAULT_SESSION_IDLE,
+                session_absolute: DEFAULT_SESSION_ABSOLUTE,
+                token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            },
             demo: true,
             data_dir,
             warnings: vec![],
@@ -634,7 +796,10 @@ impl Config {
                     .to_string(),
             );
         }
+        let auth_config =
+            resolve_auth(&raw, &base_url, &mut warnings).map_err(|(k, m)| key_err(&k, m))?;
         Ok(Config {
+            auth: auth_config,
             base_url,
             app_base_url,
             host,
@@ -657,7 +822,188 @@ impl Config {
 
     /// True when callers must present a valid identity.
     pub fn auth_required(&self) -> bool {
-        !self.disable_default_auth_policy && !self.external_access.is_empty()
+        !self.disable_default_auth_policy
+            && (!self.external_access.is_empty() || !self.auth.oidc.is_empty())
+    }
+}
+
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+const DEFAULT_SESSION_ABSOLUTE: Duration = Duration::from_secs(7 * 86400);
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Resolves `auth.*` and `stagedoor.*`; an error names the key.
+fn resolve_auth(
+    raw: &RawConfig,
+    base_url: &str,
+    warnings: &mut Vec<String>,
+) -> Result<AuthConfig, (String, String)> {
+    let err = |k: &str, m: &str| (k.to_string(), m.to_string());
+    let environment = raw
+        .auth
+        .environment
+        .clone()
+        .unwrap_or_else(|| "development".into());
+    let production = environment == "production";
+    let providers = raw.auth.providers.clone().unwrap_or_default();
+    for name in providers.other.keys() {
+        warnings.push(format!(
+            "auth.providers.{name}: not supported by Stagedoor; use oidc or guest"
+        ));
+    }
+    let guest = match &providers.guest {
+        None => None,
+        Some(_) if production => {
+            return Err(err(
+                "auth.providers.guest",
+                "the guest provider signs anyone in without credentials and is refused when \
+                 auth.environment is production",
+            ))
+        }
+        Some(g) => {
+            let user_entity_ref = g
+                .user_entity_ref
+                .clone()
+                .unwrap_or_else(|| "user:development/guest".into());
+            crate::catalog::model::EntityRef::parse(&user_entity_ref, Some("User"), "default")
+                .map_err(|e| err("auth.providers.guest.userEntityRef", &e.to_string()))?;
+            Some(GuestConfig {
+                user_entity_ref,
+                ownership_entity_refs: g.ownership_entity_refs.clone().unwrap_or_default(),
+            })
+        }
+    };
+    let mut oidc = BTreeMap::new();
+    for (env, p) in providers.oidc.clone().unwrap_or_default() {
+        let key = |k: &str| format!("auth.providers.oidc.{env}.{k}");
+        let metadata = url::Url::parse(&p.metadata_url)
+            .map_err(|e| (key("metadataUrl"), format!("not a URL: {e}")))?;
+        if metadata.scheme() != "https" && !is_loopback(&metadata) {
+            return Err((key("metadataUrl"), "must be an https URL".into()));
+        }
+        let callback_url = p.callback_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}/api/auth/oidc/handler/frame",
+                base_url.trim_end_matches('/')
+            )
+        });
+        url::Url::parse(&callback_url)
+            .map_err(|e| (key("callbackUrl"), format!("not a URL: {e}")))?;
+        let secret_in_body = match p.token_endpoint_auth_method.as_deref() {
+            None | Some("client_secret_basic") => false,
+            Some("client_secret_post") => true,
+            Some(other) => return Err((
+                key("tokenEndpointAuthMethod"),
+                format!(
+                    "\"{other}\" is not supported; use client_secret_basic or client_secret_post"
+                ),
+            )),
+        };
+        let mut resolvers = Vec::new();
+        for (i, r) in p
+            .sign_in
+            .clone()
+            .unwrap_or_default()
+            .resolvers
+            .iter()
+            .enumerate()
+        {
+            let allow_without_user = r
+                .dangerously_allow_sign_in_without_user_in_catalog
+                .unwrap_or(false);
+            resolvers.push(match r.resolver.as_str() {
+                "emailMatchingUserEntityProfileEmail" => {
+                    SignInResolver::EmailMatchingUserEntityProfileEmail { allow_without_user }
+                }
+                "emailLocalPartMatchingUserEntityName" => {
+                    SignInResolver::EmailLocalPartMatchingUserEntityName {
+                        allowed_domains: r.allowed_domains.clone(),
+                        allow_without_user,
+                    }
+                }
+                other => {
+                    return Err((
+                        key(&format!("signIn.resolvers[{i}].resolver")),
+                        format!(
+                            "\"{other}\" is not a known resolver; use emailMatchingUserEntityProfileEmail \
+                             or emailLocalPartMatchingUserEntityName"
+                        ),
+                    ))
+                }
+            });
+        }
+        if resolvers.is_empty() {
+            resolvers.push(SignInResolver::EmailMatchingUserEntityProfileEmail {
+                allow_without_user: false,
+            });
+        }
+        oidc.insert(
+            env.clone(),
+            OidcConfig {
+                env: env.clone(),
+                metadata_url: p.metadata_url.clone(),
+                client_id: p.client_id.clone(),
+                client_secret: p.client_secret.clone(),
+                callback_url,
+                scope: p
+                    .scope
+                    .clone()
+                    .unwrap_or_else(|| "openid profile email".into()),
+                prompt: p.prompt.clone().filter(|p| p != "auto"),
+                secret_in_body,
+                resolvers,
+            },
+        );
+    }
+    let session_secret = raw.auth.session.as_ref().and_then(|s| s.secret.clone());
+    if let Some(s) = &session_secret {
+        use secrecy::ExposeSecret;
+        if s.expose_secret().len() < 32 {
+            return Err(err("auth.session.secret", "must be at least 32 characters"));
+        }
+    } else if !oidc.is_empty() {
+        if production {
+            return Err(err(
+                "auth.session.secret",
+                "is required with an OIDC provider in production: every replica must share it",
+            ));
+        }
+        warnings.push(
+            "auth.session.secret is not set: a random one is used, so sessions end when the server restarts".into(),
+        );
+    }
+    let session = raw.stagedoor.session.clone().unwrap_or_default();
+    let session_idle = match &session.idle_timeout {
+        None => DEFAULT_SESSION_IDLE,
+        Some(d) => duration(d).map_err(|m| err("stagedoor.session.idleTimeout", &m))?,
+    };
+    let session_absolute = match &session.absolute_timeout {
+        None => DEFAULT_SESSION_ABSOLUTE,
+        Some(d) => duration(d).map_err(|m| err("stagedoor.session.absoluteTimeout", &m))?,
+    };
+    let token_lifetime = match &raw.auth.backstage_token_expiration {
+        None => DEFAULT_TOKEN_LIFETIME,
+        Some(d) => duration(d)
+            .map_err(|m| err("auth.backstageTokenExpiration", &m))?
+            .clamp(Duration::from_secs(600), Duration::from_secs(86400)),
+    };
+    Ok(AuthConfig {
+        environment,
+        session_secret,
+        guest,
+        oidc,
+        admin_groups: raw.stagedoor.admins.clone().unwrap_or_default().groups,
+        session_idle,
+        session_absolute,
+        token_lifetime,
+    })
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
     }
 }
 
