@@ -4,13 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 
+use crate::auth::AuthService;
 use crate::catalog::service::CatalogService;
 use crate::config::Config;
 use crate::db::Db;
@@ -33,49 +31,6 @@ const DEMO_FILES: &[(&str, &str)] = &[
     ),
     ("ai.yaml", include_str!("../demo/catalog/ai.yaml")),
 ];
-
-/// Who may call the API.
-#[derive(Clone)]
-pub struct AuthPolicy {
-    required: bool,
-    /// SHA-256 of each static token with its subject: comparing digests keeps timing flat.
-    tokens: Vec<([u8; 32], String)>,
-}
-
-impl AuthPolicy {
-    fn from_config(config: &Config) -> AuthPolicy {
-        AuthPolicy {
-            required: config.auth_required(),
-            tokens: config
-                .external_access
-                .iter()
-                .map(|a| {
-                    (
-                        Sha256::digest(a.options.token.expose_secret().as_bytes()).into(),
-                        a.options.subject.clone(),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// The subject of a valid bearer token.
-    fn subject(&self, header: Option<&str>) -> Option<&str> {
-        let token = header?.strip_prefix("Bearer ")?.trim();
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found = None;
-        for (d, subject) in &self.tokens {
-            let diff = d
-                .iter()
-                .zip(digest.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 {
-                found = Some(subject.as_str());
-            }
-        }
-        found
-    }
-}
 
 /// A server that is up and listening.
 pub struct RunningServer {
@@ -191,8 +146,8 @@ pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result
     catalog.feed.load_all().await?;
     catalog.sync_config_locations().await?;
 
-    let auth = AuthPolicy::from_config(&config);
-    if !auth.required {
+    let auth = Arc::new(AuthService::new(db.clone(), catalog.clone(), &config).await?);
+    if !auth.required() {
         tracing::warn!(
             "no backend.auth.externalAccess configured: the catalog API is open to anyone who can reach it"
         );
@@ -210,7 +165,8 @@ pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result
 
     let data = web::Data::from(catalog.clone());
     let metrics_data = web::Data::new(metrics);
-    let auth_data = web::Data::new(auth);
+    tasks.push(tokio::spawn(auth.clone().maintain(shutdown_rx.clone())));
+    let auth_data = web::Data::from(auth);
     let db_data = web::Data::new(db);
     let server = HttpServer::new(move || {
         App::new()
@@ -232,13 +188,14 @@ pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result
                     ApiError::input(format!("Invalid query: {err}")).into()
                 }),
             )
-            .wrap(from_fn(authenticate))
+            .wrap(from_fn(crate::auth::guard::gate))
             .wrap(from_fn(crate::error::render_errors))
             .wrap(from_fn(crate::telemetry::record))
             .route("/.backstage/health/v1/readiness", web::get().to(readiness))
             .route("/.backstage/health/v1/liveness", web::get().to(liveness))
             .route("/metrics", web::get().to(metrics_text))
             .configure(crate::catalog::api::routes)
+            .configure(crate::auth::api::routes)
             .default_service(web::to(not_found))
     })
     .disable_signals()
@@ -277,33 +234,6 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
         E::Deserialize(e) => ApiError::input(format!("Invalid request body: {e}")),
         other => ApiError::input(format!("Invalid request body: {other}")),
     }
-}
-
-async fn authenticate(
-    req: ServiceRequest,
-    next: actix_web::middleware::Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let path = req.path();
-    let protected = path.starts_with("/api/") && path != "/api/catalog/openapi.json";
-    if protected {
-        if let Some(policy) = req.app_data::<web::Data<AuthPolicy>>() {
-            if policy.required {
-                let header = req
-                    .headers()
-                    .get(actix_web::http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                if policy.subject(header).is_none() {
-                    let err = ApiError::unauthenticated(if header.is_none() {
-                        "Missing credentials"
-                    } else {
-                        "Invalid credentials"
-                    });
-                    return Ok(req.error_response(err).map_into_boxed_body());
-                }
-            }
-        }
-    }
-    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 async fn readiness(db: web::Data<Db>) -> HttpResponse {

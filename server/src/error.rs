@@ -187,9 +187,16 @@ pub async fn render_errors(
     ))
 }
 
+/// Marks an error response that is a finished page for people (the sign-in
+/// callback, the 403 page): it keeps its body instead of Backstage's JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderedPage;
+
 fn complete(response: HttpResponse<BoxBody>, method: &str, url: &str) -> HttpResponse<BoxBody> {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<RenderedPage>().is_some()
+    {
         return response;
     }
     let info = response
