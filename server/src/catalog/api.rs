@@ -16,6 +16,7 @@ use super::model::EntityRef;
 use super::service::{
     CatalogService, Cursor, FullText, ListParams, OrderField, QueryParams, MAX_LIMIT,
 };
+use crate::auth::Principal;
 use crate::error::ApiError;
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -313,9 +314,22 @@ async fn entity_by_uid(svc: Svc, uid: web::Path<String>) -> Result<HttpResponse,
         .ok_or_else(|| ApiError::not_found(format!("No entity with uid {uid}")))
 }
 
-async fn delete_entity(svc: Svc, uid: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete_entity(
+    svc: Svc,
+    principal: Principal,
+    uid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&principal, "delete entities")?;
     svc.delete_entity_by_uid(&uid).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn require_admin(principal: &Principal, what: &str) -> Result<(), ApiError> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::not_allowed(format!("Only admins may {what}")))
+    }
 }
 
 fn path_ref(p: &(String, String, String)) -> Result<EntityRef, ApiError> {
@@ -377,9 +391,24 @@ struct RefreshBody {
     authorization_token: Option<String>,
 }
 
-async fn refresh(svc: Svc, body: web::Json<RefreshBody>) -> Result<HttpResponse, ApiError> {
+async fn refresh(
+    svc: Svc,
+    principal: Principal,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
     let r = EntityRef::parse(&body.entity_ref, None, "default")
         .map_err(|e| ApiError::input(e.to_string()))?;
+    if !principal.is_admin() {
+        let owners = svc.owners_of(&r);
+        let is_self = principal
+            .user()
+            .is_some_and(|u| u.identity.user_ref.eq_ignore_ascii_case(&r.to_string()));
+        if !is_self && !owners.iter().any(|o| principal.owns(Some(o))) {
+            return Err(ApiError::not_allowed(format!(
+                "Only the owners of {r} and admins may refresh it"
+            )));
+        }
+    }
     svc.refresh_entity(&r).await?;
     Ok(HttpResponse::Ok().finish())
 }
@@ -404,6 +433,7 @@ struct LocationBody {
 
 async fn add_location(
     svc: Svc,
+    principal: Principal,
     req: HttpRequest,
     body: web::Json<LocationBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -418,6 +448,9 @@ async fn add_location(
             )))
         }
     };
+    if !dry_run {
+        require_admin(&principal, "register locations")?;
+    }
     let body = body.into_inner();
     let (location, entities, exists) = svc
         .add_location(
@@ -444,7 +477,12 @@ async fn get_location(svc: Svc, id: web::Path<String>) -> Result<HttpResponse, A
     ))
 }
 
-async fn delete_location(svc: Svc, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete_location(
+    svc: Svc,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&principal, "unregister locations")?;
     svc.delete_location(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -339,6 +339,21 @@ impl CatalogService {
         self.index.read().by_ref(&r.key()).map(|d| d.json())
     }
 
+    /// The owners of an entity, as full refs from its `ownedBy` relations.
+    pub fn owners_of(&self, r: &EntityRef) -> Vec<String> {
+        let Some(bytes) = self.by_ref(r) else {
+            return vec![];
+        };
+        let entity: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        entity["relations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|rel| rel["type"].as_str() == Some("ownedBy"))
+            .filter_map(|rel| rel["targetRef"].as_str().map(str::to_string))
+            .collect()
+    }
+
     pub fn by_refs(
         &self,
         refs: &[String],
