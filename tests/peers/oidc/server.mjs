@@ -380,7 +380,8 @@ function buildProvider() {
     // Cognito's defaults.
     ttl: {
       AuthorizationCode: 5 * 60,
-      AccessToken: 3600,
+      // A test may shorten it ("access_token_ttl") to exercise the refresh grant.
+      AccessToken: Number.isInteger(config.access_token_ttl) ? config.access_token_ttl : 3600,
       IdToken: 3600,
       RefreshToken: 30 * 24 * 3600,
       Grant: 30 * 24 * 3600,
