@@ -168,12 +168,14 @@ pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result
     tasks.push(tokio::spawn(auth.clone().maintain(shutdown_rx.clone())));
     let auth_data = web::Data::from(auth);
     let db_data = web::Data::new(db);
+    let title_data = web::Data::new(crate::web::AppTitle(config.app_title.clone()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(metrics_data.clone())
             .app_data(auth_data.clone())
             .app_data(db_data.clone())
+            .app_data(title_data.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(2 * 1024 * 1024)
@@ -196,6 +198,7 @@ pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result
             .route("/metrics", web::get().to(metrics_text))
             .configure(crate::catalog::api::routes)
             .configure(crate::auth::api::routes)
+            .configure(crate::web::routes)
             .default_service(web::to(not_found))
     })
     .disable_signals()

@@ -524,6 +524,8 @@ pub struct ConfiguredLocation {
 /// The resolved configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `app.title`: the portal's name in page titles and the header.
+    pub app_title: String,
     pub base_url: String,
     pub app_base_url: String,
     pub host: String,
@@ -617,6 +619,7 @@ impl Config {
     /// The zero-config demo: loopback, SQLite under `data_dir`, the shipped catalog.
     pub fn demo(data_dir: PathBuf) -> Config {
         Config {
+            app_title: "Stagedoor".into(),
             base_url: "http://127.0.0.1:7007".into(),
             app_base_url: "http://127.0.0.1:7007".into(),
             host: "127.0.0.1".into(),
@@ -799,6 +802,7 @@ impl Config {
         let auth_config =
             resolve_auth(&raw, &base_url, &mut warnings).map_err(|(k, m)| key_err(&k, m))?;
         Ok(Config {
+            app_title: raw.app.title.clone().unwrap_or_else(|| "Stagedoor".into()),
             auth: auth_config,
             base_url,
             app_base_url,
@@ -891,12 +895,14 @@ fn resolve_auth(
         let secret_in_body = match p.token_endpoint_auth_method.as_deref() {
             None | Some("client_secret_basic") => false,
             Some("client_secret_post") => true,
-            Some(other) => return Err((
-                key("tokenEndpointAuthMethod"),
-                format!(
+            Some(other) => {
+                return Err((
+                    key("tokenEndpointAuthMethod"),
+                    format!(
                     "\"{other}\" is not supported; use client_secret_basic or client_secret_post"
                 ),
-            )),
+                ))
+            }
         };
         let mut resolvers = Vec::new();
         for (i, r) in p

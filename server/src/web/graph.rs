@@ -1,0 +1,1 @@
+//! The relations graph, drawn as SVG on the server.

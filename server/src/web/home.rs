@@ -1,0 +1,5 @@
+//! The home page(s).
+
+use actix_web::web;
+
+pub fn routes(_cfg: &mut web::ServiceConfig) {}
