@@ -127,7 +127,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 }
 
 /// `start`, with options.
-pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result<RunningServer> {
+pub async fn start_with(
+    mut config: Config,
+    options: StartOptions,
+) -> anyhow::Result<RunningServer> {
+    // Bound first, so that a base URL on port 0 (the port is picked by the
+    // system) names the real port before anything builds URLs from it.
+    let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    let bound = listener.local_addr()?;
+    config.base_url = with_real_port(&config.base_url, bound.port());
+    config.app_base_url = with_real_port(&config.app_base_url, bound.port());
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -203,8 +213,8 @@ pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result
     })
     .disable_signals()
     .shutdown_timeout(30)
-    .bind((config.host.as_str(), config.port))
-    .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    .listen(listener)
+    .map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?;
     let addr = server
         .addrs()
         .first()
@@ -222,6 +232,17 @@ pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result
         server,
         tasks,
     })
+}
+
+/// `http://host:0` becomes `http://host:<port>`; other URLs are left alone.
+fn with_real_port(base: &str, port: u16) -> String {
+    match url::Url::parse(base) {
+        Ok(mut u) if u.port() == Some(0) => {
+            let _ = u.set_port(Some(port));
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        _ => base.to_string(),
+    }
 }
 
 fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
