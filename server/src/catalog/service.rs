@@ -443,6 +443,11 @@ impl CatalogService {
             .collect())
     }
 
+    /// Every location with its processing state, for the admin page.
+    pub async fn location_states(&self) -> Result<Vec<locations::Model>, CatalogError> {
+        Ok(store::all_locations(&self.db.conn).await?)
+    }
+
     pub async fn get_location(&self, id: &str) -> Result<LocationView, CatalogError> {
         store::location_by_id(&self.db.conn, id)
             .await?

@@ -37,7 +37,7 @@ struct LoginPage {
 }
 
 async fn login_page(ctx: PageContext, q: web::Query<LoginQuery>) -> HttpResponse {
-    let result = (|| {
+    let page = {
         let return_to = ctx
             .auth
             .check_return_to(q.return_to.as_deref().unwrap_or("/"))
@@ -58,15 +58,15 @@ async fn login_page(ctx: PageContext, q: web::Query<LoginQuery>) -> HttpResponse
                 ),
             })
             .collect();
-        Ok::<_, PageError>(LoginPage {
+        LoginPage {
             layout: ctx.layout("Sign in", ""),
             providers,
             guest: ctx.auth.config.guest.is_some(),
             return_to,
             error: q.error.clone(),
-        })
-    })();
-    ctx.respond(result)
+        }
+    };
+    ctx.respond(Ok(page))
 }
 
 fn absolute(ctx: &PageContext, target: &str) -> String {

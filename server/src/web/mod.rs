@@ -5,12 +5,14 @@
 //! Pages for people answer errors with a page, not Backstage's JSON: a 403
 //! page for the forbidden, a sign-in redirect for the signed-out.
 
+mod admin;
 mod assets;
 mod catalog;
 mod entity;
 mod graph;
 mod home;
 mod login;
+mod profile;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -23,6 +25,8 @@ use crate::error::{ApiError, RenderedPage};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     assets::routes(cfg);
     login::routes(cfg);
+    profile::routes(cfg);
+    admin::routes(cfg);
     home::routes(cfg);
     catalog::routes(cfg);
     entity::routes(cfg);
