@@ -1371,6 +1371,76 @@ mod tests {
         }
     }
 
+    const OIDC: &str = "auth:\n  session: {secret: 0123456789abcdef0123456789abcdef}\n  providers:\n    oidc:\n      production:\n        metadataUrl: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/openid-configuration\n        clientId: app\n        clientSecret: s3cret-client-secret\n";
+
+    #[test]
+    fn reads_auth_keys() {
+        let c = load(&format!(
+            "app: {{baseUrl: 'https://portal.example', title: Acme Portal}}\nbackend: {{baseUrl: 'https://portal.example'}}\n{OIDC}        signIn:\n          resolvers:\n            - resolver: emailLocalPartMatchingUserEntityName\n              allowedDomains: [acme.example]\nstagedoor:\n  admins: {{groups: [platform]}}\n  session: {{idleTimeout: {{hours: 1}}}}\n"
+        ))
+        .expect("valid config");
+        let oidc = &c.auth.oidc["production"];
+        assert_eq!(
+            oidc.callback_url,
+            "https://portal.example/api/auth/oidc/handler/frame"
+        );
+        assert_eq!(oidc.scope, "openid profile email");
+        assert_eq!(
+            oidc.resolvers,
+            vec![SignInResolver::EmailLocalPartMatchingUserEntityName {
+                allowed_domains: Some(vec!["acme.example".into()]),
+                allow_without_user: false,
+            }]
+        );
+        assert_eq!(c.auth.admin_groups, vec!["platform".to_string()]);
+        assert_eq!(c.auth.session_idle, Duration::from_secs(3600));
+        assert_eq!(c.app_title, "Acme Portal");
+        assert!(
+            c.auth_required(),
+            "a sign-in provider makes the API require identities"
+        );
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret-client-secret"), "{debug}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    }
+
+    #[test]
+    fn bad_auth_settings_are_named() {
+        let cases = [
+            (
+                format!("{OIDC}        signIn: {{resolvers: [{{resolver: byMagic}}]}}\n"),
+                "auth.providers.oidc.production.signIn.resolvers[0].resolver",
+            ),
+            (
+                format!("{OIDC}        tokenEndpointAuthMethod: private_key_jwt\n"),
+                "auth.providers.oidc.production.tokenEndpointAuthMethod",
+            ),
+            (
+                "auth:\n  session: {secret: short}\n".to_string(),
+                "auth.session.secret",
+            ),
+            (
+                OIDC.replace(
+                    "  session: {secret: 0123456789abcdef0123456789abcdef}\n",
+                    "  environment: production\n",
+                ),
+                "auth.session.secret",
+            ),
+            (
+                OIDC.replace("https://cognito-idp", "http://cognito-idp"),
+                "auth.providers.oidc.production.metadataUrl",
+            ),
+            (
+                "auth:\n  environment: production\n  providers:\n    guest: {}\n".to_string(),
+                "auth.providers.guest",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let err = load(&yaml).expect_err(key).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
     #[test]
     fn unknown_key_is_named() {
         let err = load("backend:\n  lisen: {port: 1}\n").expect_err("typo must fail");
