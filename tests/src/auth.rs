@@ -41,13 +41,18 @@ spec: {type: service, lifecycle: production, owner: team-a}
 "#;
 
 /// A portal wired to a fresh OIDC provider.
-struct Portal {
-    app: TestApp,
-    idp: OidcPeer,
+pub(crate) struct Portal {
+    pub app: TestApp,
+    pub idp: OidcPeer,
     _catalog: tempfile::TempDir,
 }
 
 async fn portal(resolvers: &str, idp_extra: Value) -> Option<Portal> {
+    portal_with(resolvers, idp_extra, "").await
+}
+
+/// `extra` is YAML appended to the portal's configuration.
+pub(crate) async fn portal_with(resolvers: &str, idp_extra: Value, extra: &str) -> Option<Portal> {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let idp = OidcPeer::start(
@@ -83,6 +88,7 @@ stagedoor:
 catalog:
   locations:
     - {{type: file, target: "{org}"}}
+{extra}
 "#,
         issuer = idp.issuer,
         org = org.display()
@@ -100,7 +106,7 @@ catalog:
     })
 }
 
-const BY_EMAIL: &str = "[{resolver: emailMatchingUserEntityProfileEmail}]";
+pub(crate) const BY_EMAIL: &str = "[{resolver: emailMatchingUserEntityProfileEmail}]";
 
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()

@@ -116,3 +116,77 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// chromedriver driving headless Chromium, killed when dropped.
+pub struct Chromedriver {
+    pub url: String,
+    _child: tokio::process::Child,
+}
+
+impl Chromedriver {
+    pub async fn start() -> Option<Chromedriver> {
+        let (Some(driver), Some(_browser)) = (which("chromedriver"), chromium()) else {
+            missing(
+                "chromium and chromedriver are not installed (Debian: chromium chromium-driver)",
+            )?;
+            unreachable!()
+        };
+        let port = free_port();
+        let child = tokio::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        crate::poll_until(
+            "chromedriver ready",
+            std::time::Duration::from_secs(20),
+            || {
+                let req = client.get(format!("{url}/status")).send();
+                async move {
+                    let body: serde_json::Value = req.await.ok()?.json().await.ok()?;
+                    body["value"]["ready"].as_bool().filter(|r| *r)
+                }
+            },
+        )
+        .await;
+        Some(Chromedriver { url, _child: child })
+    }
+
+    /// Capabilities for headless Chromium at the given window size.
+    pub fn capabilities(width: u32, height: u32) -> serde_json::Map<String, serde_json::Value> {
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--window-size={width},{height}"),
+        ];
+        args.push("--lang=en-US".into());
+        let mut options = serde_json::json!({ "args": args });
+        if let Some(binary) = chromium() {
+            options["binary"] = serde_json::json!(binary);
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), options);
+        caps
+    }
+}
+
+fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|b| which(b))
+}
+
+fn which(name: &str) -> Option<String> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+            .map(|p| p.display().to_string())
+    })
+}
