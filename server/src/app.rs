@@ -142,7 +142,7 @@ pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result
     db.migrate_up().await?;
     db.check_schema().await?;
 
-    let catalog = Arc::new(CatalogService::new(db.clone(), &config).await?);
+    let catalog = Arc::new(CatalogService::new(db.clone(), &config, Vec::new()).await?);
     catalog.feed.load_all().await?;
     catalog.sync_config_locations().await?;
 
