@@ -113,11 +113,17 @@ fn extract_demo(config: &Config) -> anyhow::Result<()> {
 pub struct StartOptions {
     /// Process due locations in the background. Tests turn it off to drive processing themselves.
     pub refresh_loop: bool,
+    /// Credentials for AWS clients. None, as in production, takes them from
+    /// AWS's standard chain (environment, profile, web identity, instance role).
+    pub aws_credentials: Option<aws_sdk_cognitoidentityprovider::config::SharedCredentialsProvider>,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { refresh_loop: true }
+        StartOptions {
+            refresh_loop: true,
+            aws_credentials: None,
+        }
     }
 }
 
@@ -152,7 +158,8 @@ pub async fn start_with(
     db.migrate_up().await?;
     db.check_schema().await?;
 
-    let catalog = Arc::new(CatalogService::new(db.clone(), &config).await?);
+    let providers = crate::integrations::entity_providers(&config, options.aws_credentials).await;
+    let catalog = Arc::new(CatalogService::new(db.clone(), &config, providers).await?);
     catalog.feed.load_all().await?;
     catalog.sync_config_locations().await?;
 

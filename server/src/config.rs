@@ -274,10 +274,10 @@ pub struct CatalogSection {
     pub processing_interval: Option<DurationValue>,
     pub orphan_strategy: Option<OrphanStrategy>,
     pub readonly: Option<bool>,
+    pub providers: Option<ProvidersSection>,
     // Backstage settings with no effect here.
     pub stitching_strategy: Option<Value>,
     pub import: Option<Value>,
-    pub providers: Option<Value>,
     pub processors: Option<Value>,
     pub use_url_readers_search: Option<bool>,
     pub orphan_provider_strategy: Option<Value>,
@@ -506,6 +506,61 @@ impl AuthConfig {
     }
 }
 
+/// `catalog.providers`: the `cognito` providers are read; the settings of other
+/// Backstage entity providers are accepted as they are and not used.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProvidersSection {
+    #[serde(default)]
+    pub cognito: BTreeMap<String, CognitoProviderSection>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+/// `catalog.providers.cognito.<id>`. Each key is optional in one file, so that a
+/// later file may override a single key; the merged result must be complete.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CognitoProviderSection {
+    pub region: Option<String>,
+    pub user_pool_id: Option<String>,
+    pub schedule: Option<ScheduleSection>,
+    /// Overrides the Cognito endpoint (a stand-in server, a VPC endpoint).
+    pub endpoint: Option<String>,
+}
+
+/// Backstage's task schedule: `{frequency, timeout, initialDelay?, scope?}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScheduleSection {
+    pub frequency: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+    pub initial_delay: Option<DurationValue>,
+    /// `global` or `local`. Accepted; a schedule here always runs once across replicas.
+    pub scope: Option<String>,
+}
+
+/// A task schedule, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Time from the start of one run to the start of the next.
+    pub frequency: Duration,
+    /// The longest a run may take.
+    pub timeout: Duration,
+    /// Time from start-up to the first run of a new task.
+    pub initial_delay: Duration,
+}
+
+/// One Cognito user pool that syncs into the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CognitoProviderConfig {
+    /// The `<id>` of `catalog.providers.cognito.<id>`.
+    pub id: String,
+    pub region: String,
+    pub user_pool_id: String,
+    pub endpoint: Option<String>,
+    pub schedule: Schedule,
+}
+
 /// The database the server uses, resolved from `backend.database`.
 #[derive(Debug, Clone)]
 pub enum DatabaseConfig {
@@ -541,6 +596,8 @@ pub struct Config {
     pub orphan_strategy: OrphanStrategy,
     pub readonly: bool,
     pub auth: AuthConfig,
+    /// `catalog.providers.cognito`, in id order.
+    pub cognito_providers: Vec<CognitoProviderConfig>,
     /// True when no configuration file was given: the demo catalog is served.
     pub demo: bool,
     /// Directory for the embedded database and the demo catalog.
@@ -663,6 +720,7 @@ impl Config {
                 session_absolute: DEFAULT_SESSION_ABSOLUTE,
                 token_lifetime: DEFAULT_TOKEN_LIFETIME,
             },
+            cognito_providers: vec![],
             demo: true,
             data_dir,
             warnings: vec![],
@@ -792,6 +850,10 @@ impl Config {
                 .map_err(|m| key_err("catalog.processingInterval", m))?
                 .max(Duration::from_secs(1)),
         };
+        let cognito_providers = match &raw.catalog.providers {
+            None => vec![],
+            Some(p) => resolve_cognito(&p.cognito).map_err(|(key, m)| key_err(&key, m))?,
+        };
         if raw.catalog.rules.is_none() {
             warnings.push(
                 "catalog.rules is not set: as in Backstage, only Component, API and Location \
@@ -818,6 +880,7 @@ impl Config {
             processing_interval,
             orphan_strategy: raw.catalog.orphan_strategy.unwrap_or_default(),
             readonly: raw.catalog.readonly.unwrap_or(false),
+            cognito_providers,
             demo: false,
             data_dir,
             warnings,
@@ -1082,6 +1145,13 @@ fn resolve_database(db: &DatabaseSection, base: &Path) -> Result<DatabaseConfig,
 }
 
 fn duration(d: &DurationValue) -> Result<Duration, String> {
+    match duration_or_zero(d)? {
+        Duration::ZERO => Err("must be a positive duration".into()),
+        positive => Ok(positive),
+    }
+}
+
+fn duration_or_zero(d: &DurationValue) -> Result<Duration, String> {
     let secs = match d {
         DurationValue::Object(h) => {
             h.years * 365.25 * 86400.0
@@ -1096,10 +1166,102 @@ fn duration(d: &DurationValue) -> Result<Duration, String> {
         DurationValue::Text(t) => iso_duration(t)
             .ok_or_else(|| format!("\"{t}\" is not an ISO 8601 duration such as PT5M"))?,
     };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err("must be a positive duration".into());
+    if secs < 0.0 {
+        return Err("must not be negative".into());
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| "is not a usable duration".into())
+}
+
+/// The `<region>_<id>` form of a user pool id.
+static USER_POOL_ID: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"^([a-z0-9]+(?:-[a-z0-9]+)+)_[0-9A-Za-z]+$").expect("user pool id regex")
+});
+
+/// `catalog.providers.cognito`, checked; errors carry the key they concern.
+fn resolve_cognito(
+    providers: &BTreeMap<String, CognitoProviderSection>,
+) -> Result<Vec<CognitoProviderConfig>, (String, String)> {
+    let mut out = Vec::with_capacity(providers.len());
+    for (id, p) in providers {
+        let key = |field: &str| format!("catalog.providers.cognito.{id}.{field}");
+        let missing = |field: &str| (key(field), "is required".to_string());
+        let id_ok = !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !id_ok {
+            return Err((
+                "catalog.providers.cognito".into(),
+                format!("\"{id}\" is not a provider id: use letters, digits and - or _"),
+            ));
+        }
+        let region = p.region.clone().ok_or_else(|| missing("region"))?;
+        let user_pool_id = p
+            .user_pool_id
+            .clone()
+            .ok_or_else(|| missing("userPoolId"))?;
+        let pool_region = USER_POOL_ID
+            .captures(&user_pool_id)
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_str())
+            .ok_or_else(|| {
+                (
+                    key("userPoolId"),
+                    format!("\"{user_pool_id}\" is not a user pool id such as us-east-1_AbC123xyz"),
+                )
+            })?;
+        if pool_region != region {
+            return Err((
+                key("region"),
+                format!("\"{region}\" is not the region of user pool {user_pool_id}"),
+            ));
+        }
+        if let Some(endpoint) = &p.endpoint {
+            let ok = url::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err((
+                    key("endpoint"),
+                    format!("\"{endpoint}\" is not an http(s) URL"),
+                ));
+            }
+        }
+        let schedule = p.schedule.as_ref().ok_or_else(|| missing("schedule"))?;
+        let frequency = schedule
+            .frequency
+            .as_ref()
+            .ok_or_else(|| missing("schedule.frequency"))
+            .and_then(|d| duration(d).map_err(|m| (key("schedule.frequency"), m)))?;
+        let timeout = schedule
+            .timeout
+            .as_ref()
+            .ok_or_else(|| missing("schedule.timeout"))
+            .and_then(|d| duration(d).map_err(|m| (key("schedule.timeout"), m)))?;
+        let initial_delay = match &schedule.initial_delay {
+            None => Duration::ZERO,
+            Some(d) => duration_or_zero(d).map_err(|m| (key("schedule.initialDelay"), m))?,
+        };
+        if let Some(scope) = &schedule.scope {
+            if scope != "global" && scope != "local" {
+                return Err((
+                    key("schedule.scope"),
+                    format!("\"{scope}\" is not a scope; use global or local"),
+                ));
+            }
+        }
+        out.push(CognitoProviderConfig {
+            id: id.clone(),
+            region,
+            user_pool_id,
+            endpoint: p.endpoint.clone(),
+            schedule: Schedule {
+                frequency,
+                timeout,
+                initial_delay,
+            },
+        });
+    }
+    Ok(out)
 }
 
 fn iso_duration(text: &str) -> Option<f64> {
@@ -1482,6 +1644,85 @@ mod tests {
         assert_eq!(iso_duration("PT1H30M"), Some(5400.0));
         assert_eq!(iso_duration("P1D"), Some(86400.0));
         assert_eq!(iso_duration("1h"), None);
+    }
+
+    const COGNITO: &str = "catalog:\n  providers:\n    github:\n      org: {organization: acme}\n    cognito:\n      people:\n        region: eu-west-1\n        userPoolId: eu-west-1_AbC123\n        endpoint: http://127.0.0.1:5000\n        schedule:\n          frequency: {minutes: 30}\n          timeout: PT3M\n          initialDelay: {seconds: 0}\n";
+
+    #[test]
+    fn cognito_providers_are_typed() {
+        let c = load(COGNITO).expect("valid config");
+        assert_eq!(
+            c.cognito_providers,
+            vec![CognitoProviderConfig {
+                id: "people".into(),
+                region: "eu-west-1".into(),
+                user_pool_id: "eu-west-1_AbC123".into(),
+                endpoint: Some("http://127.0.0.1:5000".into()),
+                schedule: Schedule {
+                    frequency: Duration::from_secs(1800),
+                    timeout: Duration::from_secs(180),
+                    initial_delay: Duration::ZERO,
+                },
+            }]
+        );
+    }
+
+    #[test]
+    fn cognito_mistakes_name_their_key() {
+        for (from, to, key) in [
+            (
+                "region: eu-west-1",
+                "regoin: eu-west-1",
+                "catalog.providers.cognito.people.regoin",
+            ),
+            (
+                "region: eu-west-1",
+                "region: us-east-1",
+                "catalog.providers.cognito.people.region",
+            ),
+            (
+                "userPoolId: eu-west-1_AbC123",
+                "userPoolId: people",
+                "userPoolId",
+            ),
+            ("timeout: PT3M", "timeout: 3m", "schedule.timeout"),
+            ("          timeout: PT3M\n", "", "schedule.timeout"),
+            ("endpoint: http://", "endpoint: ftp://", "endpoint"),
+        ] {
+            let text = COGNITO.replace(from, to);
+            let err = load(&text).expect_err(&text).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+            assert!(err.contains("<inline>"), "{err}");
+        }
+    }
+
+    #[test]
+    fn cognito_keys_may_come_from_several_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path().join("app-config.yaml");
+        let prod = dir.path().join("app-config.production.yaml");
+        std::fs::write(&base, COGNITO).expect("write");
+        std::fs::write(
+            &prod,
+            "catalog:\n  providers:\n    cognito:\n      people:\n        userPoolId: eu-west-1_Prod42\n        schedul: {}\n",
+        )
+        .expect("write");
+        let err = Config::load(&[base.clone(), prod.clone()])
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("app-config.production.yaml"), "{err}");
+        assert!(err.contains("schedul"), "{err}");
+        std::fs::write(
+            &prod,
+            "catalog:\n  providers:\n    cognito:\n      people:\n        userPoolId: eu-west-1_Prod42\n",
+        )
+        .expect("write");
+        let c = Config::load(&[base, prod]).expect("valid config");
+        assert_eq!(c.cognito_providers[0].user_pool_id, "eu-west-1_Prod42");
+        assert_eq!(
+            c.cognito_providers[0].schedule.timeout,
+            Duration::from_secs(180)
+        );
     }
 
     #[test]

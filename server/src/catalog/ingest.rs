@@ -314,13 +314,7 @@ pub fn process_document(
     root: &LocationSpec,
     rules: &Rules,
 ) -> Result<Emitted, (Option<EntityRef>, Vec<String>)> {
-    let entity_ref = EntityRef::of_entity(&raw).ok();
-    if let Err(errors) = model::validate_entity(&raw, rules.policy()) {
-        return Err((entity_ref, errors.iter().map(ToString::to_string).collect()));
-    }
-    let Some(entity_ref) = entity_ref else {
-        return Err((None, vec!["entity has no valid kind and name".into()]));
-    };
+    let entity_ref = validated_ref(&raw, rules.policy())?;
     if !rules.allows(&entity_ref.kind, location, root) {
         return Err((
             None,
@@ -331,7 +325,40 @@ pub fn process_document(
             )],
         ));
     }
-    let mut entity = raw;
+    finish_processing(raw, entity_ref, location, root)
+}
+
+/// Validates and processes one entity of an entity provider, whose location is
+/// its root. `catalog.rules` govern locations only, as in Backstage, so they do
+/// not apply here.
+pub fn process_provided(
+    raw: Value,
+    root: &LocationSpec,
+    policy: &KindPolicy,
+) -> Result<Emitted, (Option<EntityRef>, Vec<String>)> {
+    let entity_ref = validated_ref(&raw, policy)?;
+    finish_processing(raw, entity_ref, root, root)
+}
+
+/// The ref of an entity that passes validation.
+fn validated_ref(
+    raw: &Value,
+    policy: &KindPolicy,
+) -> Result<EntityRef, (Option<EntityRef>, Vec<String>)> {
+    let entity_ref = EntityRef::of_entity(raw).ok();
+    if let Err(errors) = model::validate_entity(raw, policy) {
+        return Err((entity_ref, errors.iter().map(ToString::to_string).collect()));
+    }
+    entity_ref.ok_or_else(|| (None, vec!["entity has no valid kind and name".into()]))
+}
+
+/// Sets the server-owned fields of a valid entity and checks its relations.
+fn finish_processing(
+    mut entity: Value,
+    entity_ref: EntityRef,
+    location: &LocationSpec,
+    root: &LocationSpec,
+) -> Result<Emitted, (Option<EntityRef>, Vec<String>)> {
     prepare(&mut entity, location, root);
     // Relations are generated again when the entity is written; here they are checked.
     model::generate_relations(&entity)

@@ -12,6 +12,7 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod packed;
+pub mod provider;
 pub mod reader;
 pub mod search;
 pub mod service;
@@ -44,6 +45,9 @@ pub enum CatalogError {
     NotAllowed(String),
     #[error("{0}")]
     Validation(String, Vec<String>),
+    /// A source the catalog reads from (an entity provider's service) failed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Database(#[from] sea_orm::DbErr),
     #[error(transparent)]
@@ -69,6 +73,7 @@ impl From<CatalogError> for crate::error::ApiError {
                         .collect(),
                 ),
             ),
+            CatalogError::Unavailable(m) => ApiError::new(crate::error::ErrorKind::Unavailable, m),
             CatalogError::Database(e) => ApiError::internal(e),
             CatalogError::Internal(e) => ApiError::internal(e),
         }

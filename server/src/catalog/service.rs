@@ -19,11 +19,15 @@ use super::filter::EntityFilter;
 use super::index::{Doc, Index, Order};
 use super::ingest::{self, LocationSpec, Outcome, Rules};
 use super::model::EntityRef;
+use super::provider::{self, EntityProvider};
 use super::reader::Reader;
 use super::store::{self, locations};
 use super::{now_ms, CatalogError};
 use crate::config::{Config, OrphanStrategy};
 use crate::db::Db;
+
+/// How long a claim on a due location holds off other replicas, at least.
+const DEFAULT_LEASE: Duration = Duration::from_secs(10 * 60);
 
 /// The largest page a caller may ask for.
 pub const MAX_LIMIT: u64 = 10_000;
@@ -46,6 +50,10 @@ pub struct CatalogService {
     interval: Duration,
     pub readonly: bool,
     config_locations: Vec<LocationSpec>,
+    /// The entity providers of the configuration, each with its own location.
+    providers: Vec<Arc<dyn EntityProvider>>,
+    /// How long a claim on a due location holds off other replicas.
+    lease: Duration,
     pub stats: CatalogStats,
 }
 
@@ -56,6 +64,9 @@ pub struct LocationView {
     #[serde(rename = "type")]
     pub kind: String,
     pub target: String,
+    /// Problems of the latest processing, when it had any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl From<&locations::Model> for LocationView {
@@ -64,8 +75,29 @@ impl From<&locations::Model> for LocationView {
             id: m.id.clone(),
             kind: m.kind.clone(),
             target: m.target.clone(),
+            errors: m
+                .errors
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok())
+                .unwrap_or_default(),
         }
     }
+}
+
+/// What an on-demand sync of an entity provider left in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSummary {
+    /// The provider's location, `kind:id`.
+    pub provider: String,
+    pub location_id: String,
+    /// Entities the catalog now holds from the provider, of every kind.
+    pub entities: u64,
+    pub users: u64,
+    pub groups: u64,
+    /// Problems with single entities (invalid, or held by another location);
+    /// the sync itself succeeded.
+    pub errors: Vec<String>,
 }
 
 /// A field to order by.
@@ -134,7 +166,11 @@ pub struct QueryPage {
 }
 
 impl CatalogService {
-    pub async fn new(db: Db, config: &Config) -> anyhow::Result<CatalogService> {
+    pub async fn new(
+        db: Db,
+        config: &Config,
+        providers: Vec<Arc<dyn EntityProvider>>,
+    ) -> anyhow::Result<CatalogService> {
         let index = Arc::new(RwLock::new(Index::default()));
         let feed = Arc::new(Feed::new(db.clone(), index.clone()));
         let per_location = config
@@ -152,6 +188,11 @@ impl CatalogService {
                 })
             })
             .collect();
+        // A claim must outlast the longest provider run.
+        let lease = providers
+            .iter()
+            .map(|p| p.schedule().timeout + Duration::from_secs(60))
+            .fold(DEFAULT_LEASE, Duration::max);
         Ok(CatalogService {
             reader: Reader::new(&config.reading_allow)?,
             rules: Rules::new(config.rules.clone(), per_location),
@@ -166,6 +207,8 @@ impl CatalogService {
                     target: l.target.clone(),
                 })
                 .collect(),
+            providers,
+            lease,
             db,
             index,
             feed,
@@ -527,6 +570,7 @@ impl CatalogService {
                     id: uuid::Uuid::new_v4().to_string(),
                     kind: spec.kind,
                     target: spec.target,
+                    errors: vec![],
                 },
             };
             return Ok((view, entities, existing.is_some()));
@@ -550,7 +594,9 @@ impl CatalogService {
                     model.kind, model.target
                 ))
             })?;
-        self.write(&model.id, outcome).await?;
+        let next_refresh_at = model.next_refresh_at;
+        self.write(&model.id, outcome, self.orphan_strategy, next_refresh_at)
+            .await?;
         let stored = self.entities_of_origin(&format!("{}:{}", model.kind, model.target));
         Ok((LocationView::from(&model), stored, false))
     }
@@ -691,14 +737,19 @@ impl CatalogService {
         now + (base * jitter) as i64
     }
 
-    async fn write(&self, location_id: &str, outcome: Outcome) -> Result<(), CatalogError> {
-        let now = now_ms();
+    async fn write(
+        &self,
+        location_id: &str,
+        outcome: Outcome,
+        orphan_strategy: OrphanStrategy,
+        next_refresh_at: i64,
+    ) -> Result<ingest::WriteResult, CatalogError> {
         let result = ingest::write_location(
             &self.db,
             location_id,
             outcome,
-            self.orphan_strategy,
-            self.next_refresh(now),
+            orphan_strategy,
+            next_refresh_at,
         )
         .await?;
         use std::sync::atomic::Ordering::Relaxed;
@@ -714,28 +765,149 @@ impl CatalogService {
         if result.changed > 0 {
             self.feed.catch_up().await?;
         }
-        Ok(())
+        Ok(result)
     }
 
     pub async fn process_location(&self, loc: &locations::Model) -> Result<(), CatalogError> {
+        if let Some(p) = self.provider(&loc.kind, &loc.target) {
+            return self.run_provider(p.as_ref(), &loc.id).await.map(|_| ());
+        }
         let spec = LocationSpec {
             kind: loc.kind.clone(),
             target: loc.target.clone(),
         };
         let outcome =
             ingest::read_location(&self.reader, &self.rules, &spec, loc.source == "config").await;
-        self.write(&loc.id, outcome).await
+        self.write(
+            &loc.id,
+            outcome,
+            self.orphan_strategy,
+            self.next_refresh(now_ms()),
+        )
+        .await
+        .map(|_| ())
     }
 
-    /// Makes the stored config locations match `catalog.locations`.
+    // ------------------------------------------------------------ entity providers
+
+    fn provider(&self, kind: &str, id: &str) -> Option<&Arc<dyn EntityProvider>> {
+        self.providers
+            .iter()
+            .find(|p| p.kind() == kind && p.id() == id)
+    }
+
+    /// Reads a provider and writes what it returned as the full set its location
+    /// owns: entities it no longer returns are deleted, whatever
+    /// `catalog.orphanStrategy` says, as Backstage's full mutation does. The
+    /// next run is one `frequency` away. Err inside Ok: the read failed, the
+    /// previous entities stay and the error is on the location.
+    async fn run_provider(
+        &self,
+        p: &dyn EntityProvider,
+        location_id: &str,
+    ) -> Result<(ingest::WriteResult, Result<(), String>), CatalogError> {
+        let (outcome, read) = provider::read(p, self.rules.policy()).await;
+        let next_refresh_at = now_ms().saturating_add(millis(p.schedule().frequency));
+        let written = self
+            .write(
+                location_id,
+                outcome,
+                OrphanStrategy::Delete,
+                next_refresh_at,
+            )
+            .await?;
+        Ok((written, read))
+    }
+
+    /// Syncs an entity provider now, as its schedule would, and reports what the
+    /// catalog holds from it afterwards. A failed read is `Unavailable`; the
+    /// entities of the last good read stay and the error is on the location.
+    pub async fn sync_provider(&self, kind: &str, id: &str) -> Result<SyncSummary, CatalogError> {
+        let p = self.provider(kind, id).cloned().ok_or_else(|| {
+            CatalogError::NotFound(format!("No entity provider {kind}:{id} is configured"))
+        })?;
+        let spec = provider::location_spec(p.as_ref());
+        let loc = match store::location_by_target(&self.db.conn, &spec.kind, &spec.target).await? {
+            Some(loc) => loc,
+            // Another replica's start-up may have removed it, under an older configuration.
+            None => {
+                self.sync_config_locations().await?;
+                store::location_by_target(&self.db.conn, &spec.kind, &spec.target)
+                    .await?
+                    .ok_or_else(|| {
+                        CatalogError::NotFound(format!("The location of {} is gone", spec.key()))
+                    })?
+            }
+        };
+        let (written, read) = self.run_provider(p.as_ref(), &loc.id).await?;
+        read.map_err(CatalogError::Unavailable)?;
+        let origin = spec.key();
+        Ok(SyncSummary {
+            entities: self.count_of_origin(&origin, None),
+            users: self.count_of_origin(&origin, Some("user")),
+            groups: self.count_of_origin(&origin, Some("group")),
+            provider: origin,
+            location_id: loc.id,
+            errors: written.location_errors,
+        })
+    }
+
+    /// How many entities, of one kind or of every kind but Location, came from a root location.
+    fn count_of_origin(&self, origin: &str, kind: Option<&str>) -> u64 {
+        use super::filter::Condition;
+        let mut all_of = vec![Condition {
+            key: format!(
+                "metadata.annotations.{}",
+                ingest::ANNOTATION_ORIGIN_LOCATION
+            ),
+            values: Some(vec![origin.to_lowercase()]),
+        }];
+        if let Some(k) = kind {
+            all_of.push(Condition {
+                key: "kind".into(),
+                values: Some(vec![k.to_lowercase()]),
+            });
+        }
+        let index = self.index.read();
+        let mut ids = index.eval(&EntityFilter {
+            any_of: vec![all_of],
+        });
+        if kind.is_none() {
+            ids -= index.eval(&EntityFilter {
+                any_of: vec![vec![Condition {
+                    key: "kind".into(),
+                    values: Some(vec!["location".into()]),
+                }]],
+            });
+        }
+        ids.len()
+    }
+
+    /// Makes the stored config locations match `catalog.locations` and the
+    /// entity providers: a new one is added, and one that left the configuration
+    /// is removed with its entities.
     pub async fn sync_config_locations(&self) -> Result<(), CatalogError> {
         let stored = store::all_locations(&self.db.conn).await?;
-        for spec in &self.config_locations {
+        let now = now_ms();
+        // A provider's first run waits for its initial delay; an earlier due time
+        // means the schedule was made shorter.
+        let provider_specs = self.providers.iter().map(|p| {
+            let schedule = p.schedule();
+            let first = now.saturating_add(millis(schedule.initial_delay));
+            let latest = first.saturating_add(millis(schedule.frequency));
+            (provider::location_spec(p.as_ref()), first, Some(latest))
+        });
+        let wanted: Vec<(LocationSpec, i64, Option<i64>)> = self
+            .config_locations
+            .iter()
+            .map(|spec| (spec.clone(), now, None))
+            .chain(provider_specs)
+            .collect();
+        for (spec, first, _) in &wanted {
             if !stored
                 .iter()
                 .any(|m| m.kind == spec.kind && m.target == spec.target)
             {
-                let now = now_ms();
                 store::insert_location(
                     &self.db.conn,
                     locations::Model {
@@ -744,7 +916,7 @@ impl CatalogService {
                         target: spec.target.clone(),
                         source: "config".into(),
                         created_at: now,
-                        next_refresh_at: now,
+                        next_refresh_at: *first,
                         last_refreshed_at: None,
                         errors: None,
                     },
@@ -757,11 +929,18 @@ impl CatalogService {
                 })?;
             }
         }
+        for (spec, first, latest) in &wanted {
+            let Some(latest) = latest else { continue };
+            if let Some(m) = stored.iter().find(|m| {
+                m.kind == spec.kind && m.target == spec.target && m.next_refresh_at > *latest
+            }) {
+                store::set_next_refresh(&self.db.conn, &m.id, *first).await?;
+            }
+        }
         for m in stored.iter().filter(|m| m.source == "config") {
-            if !self
-                .config_locations
+            if !wanted
                 .iter()
-                .any(|s| s.kind == m.kind && s.target == m.target)
+                .any(|(s, _, _)| s.kind == m.kind && s.target == m.target)
             {
                 tracing::info!(location = %m.target, "location left the configuration; removing it");
                 ingest::delete_location(&self.db, &m.id).await?;
@@ -797,7 +976,7 @@ impl CatalogService {
     /// Processes the locations that are due; returns how many.
     pub async fn refresh_due(&self) -> Result<usize, CatalogError> {
         let now = now_ms();
-        let lease = now + 10 * 60 * 1000;
+        let lease = now.saturating_add(millis(self.lease));
         let claimed = store::claim_due_locations(&self.db.conn, now, lease, 4).await?;
         for loc in &claimed {
             if let Err(e) = self.process_location(loc).await {
@@ -818,6 +997,11 @@ impl CatalogService {
             .await
             .unwrap_or(0)
     }
+}
+
+/// A duration in the catalog's millisecond timestamps.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// `ids` ordered by every field in turn, as `GET /entities?order=..&order=..`

@@ -205,6 +205,22 @@ pub async fn set_location_result(
     Ok(())
 }
 
+pub async fn set_next_refresh(
+    db: &impl ConnectionTrait,
+    id: &str,
+    next_refresh_at: i64,
+) -> Result<(), DbErr> {
+    locations::Entity::update_many()
+        .col_expr(
+            locations::Column::NextRefreshAt,
+            Expr::value(next_refresh_at),
+        )
+        .filter(locations::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Claims up to `limit` due locations by pushing their next refresh out, so that
 /// no other replica picks them while this one works.
 pub async fn claim_due_locations(

@@ -225,6 +225,7 @@ impl From<crate::catalog::CatalogError> for PageError {
             C::NotFound(m) => PageError::NotFound(m),
             C::Conflict(m) => PageError::Input(m),
             C::NotAllowed(m) => PageError::Forbidden(m),
+            C::Unavailable(m) => PageError::Internal(anyhow::anyhow!(m)),
             C::Database(e) => PageError::Internal(e.into()),
             C::Internal(e) => PageError::Internal(e),
         }
