@@ -556,3 +556,83 @@ async fn cognito_provider_removed_from_config_leaves_with_its_entities() {
     assert_eq!(all, json!([]));
     app.stop().await;
 }
+
+/// Admins sync a pool on demand from the locations page.
+#[tokio::test]
+async fn cognito_sync_runs_on_demand_from_the_admin_page() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let pool = Pool::create(&moto, false).await;
+    pool.add_user("alice", &[("email", "alice@example.com")])
+        .await;
+    let config = format!(
+        "{}auth:\n  providers:\n    guest: {{userEntityRef: 'user:default/ops'}}\nstagedoor:\n  admins: {{groups: ['user:default/ops']}}\n",
+        provider_config(&pool.id, &moto.endpoint, "{minutes: 1}")
+    );
+    let app = spawn(Spawn {
+        config,
+        no_rules: true,
+        ..Default::default()
+    })
+    .await;
+    let browser = reqwest::Client::builder()
+        .cookie_provider(std::sync::Arc::new(reqwest::cookie::Jar::default()))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = browser
+        .post(app.url("/login/guest"))
+        .header("Origin", app.base.clone())
+        .form(&[("returnTo", "/admin/locations")])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 303);
+    let html = browser
+        .get(app.url("/admin/locations"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("action=\"/admin/providers/cognito/main/sync\""),
+        "{html}"
+    );
+    let at = html.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+    let csrf = html[at..].split('"').next().expect("value").to_string();
+
+    assert!(
+        entity(&app, "user", "alice").await.is_none(),
+        "not synced yet"
+    );
+    let res = browser
+        .post(app.url("/admin/providers/cognito/main/sync"))
+        .header("Origin", app.base.clone())
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("sync");
+    assert_eq!(res.status(), 303);
+    let notice = res.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert!(
+        notice.contains("1%20users") || notice.contains("1+users"),
+        "{notice}"
+    );
+    must(&app, "user", "alice").await;
+
+    let res = browser
+        .post(app.url("/admin/providers/cognito/nope/sync"))
+        .header("Origin", app.base.clone())
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("sync");
+    assert_eq!(res.status(), 404);
+    app.stop().await;
+}

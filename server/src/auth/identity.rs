@@ -203,6 +203,54 @@ pub fn resolve(
     Ok(None)
 }
 
+/// The User entity that a Cognito sync created for this account: its pool and
+/// `sub` annotations name the token's issuer and subject. Found by subject, it
+/// is the strongest match there is, so it comes before any email resolver.
+pub fn user_by_cognito_subject(
+    catalog: &CatalogService,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<String>, AuthError> {
+    let Some(pool) = cognito_pool(issuer) else {
+        return Ok(None);
+    };
+    let filter = EntityFilter {
+        any_of: vec![vec![
+            Condition {
+                key: "kind".into(),
+                values: Some(vec!["user".into()]),
+            },
+            Condition {
+                key: "metadata.annotations.stagedoor.io/cognito-sub".into(),
+                values: Some(vec![subject.to_lowercase()]),
+            },
+            Condition {
+                key: "metadata.annotations.stagedoor.io/cognito-user-pool".into(),
+                values: Some(vec![pool.to_lowercase()]),
+            },
+        ]],
+    };
+    let found = refs_matching(catalog, filter)?;
+    match found.as_slice() {
+        [one] => Ok(Some(one.clone())),
+        [] => Ok(None),
+        _ => Err(AuthError::NotAllowed(format!(
+            "more than one user in the catalog has the Cognito subject {subject}"
+        ))),
+    }
+}
+
+/// `https://cognito-idp.<region>.amazonaws.com/<pool>` → `<pool>`.
+fn cognito_pool(issuer: &str) -> Option<String> {
+    let url = url::Url::parse(issuer).ok()?;
+    let host = url.host_str()?;
+    if !(host.starts_with("cognito-idp.") && host.ends_with(".amazonaws.com")) {
+        return None;
+    }
+    let pool = url.path().trim_matches('/');
+    (!pool.is_empty() && !pool.contains('/')).then(|| pool.to_string())
+}
+
 /// Whether the catalog has this user.
 pub fn user_exists(catalog: &CatalogService, user_ref: &str) -> bool {
     EntityRef::parse(user_ref, Some("User"), "default")
@@ -211,18 +259,25 @@ pub fn user_exists(catalog: &CatalogService, user_ref: &str) -> bool {
 }
 
 fn users_with_email(catalog: &CatalogService, email: &str) -> Result<Vec<String>, AuthError> {
-    let filter = EntityFilter {
-        any_of: vec![vec![
-            Condition {
-                key: "kind".into(),
-                values: Some(vec!["user".into()]),
-            },
-            Condition {
-                key: "spec.profile.email".into(),
-                values: Some(vec![email.to_lowercase()]),
-            },
-        ]],
-    };
+    refs_matching(
+        catalog,
+        EntityFilter {
+            any_of: vec![vec![
+                Condition {
+                    key: "kind".into(),
+                    values: Some(vec!["user".into()]),
+                },
+                Condition {
+                    key: "spec.profile.email".into(),
+                    values: Some(vec![email.to_lowercase()]),
+                },
+            ]],
+        },
+    )
+}
+
+/// The refs of up to two entities matching a filter (two tell "one" from "many").
+fn refs_matching(catalog: &CatalogService, filter: EntityFilter) -> Result<Vec<String>, AuthError> {
     let page = catalog
         .list(&ListParams {
             filter,
@@ -299,6 +354,22 @@ mod tests {
             &ownership
         ));
         assert!(!is_admin(&[], &["admins".into()], &ownership));
+    }
+
+    #[test]
+    fn cognito_pools_come_from_cognito_issuers_only() {
+        assert_eq!(
+            cognito_pool("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"),
+            Some("eu-west-1_AbC123".into())
+        );
+        assert_eq!(
+            cognito_pool("https://login.example.com/eu-west-1_AbC123"),
+            None
+        );
+        assert_eq!(
+            cognito_pool("https://cognito-idp.eu-west-1.amazonaws.com/"),
+            None
+        );
     }
 
     #[test]

@@ -430,9 +430,14 @@ impl AuthService {
                 return Ok(bound.user_ref);
             }
         }
-        let Some((user_ref, _in_catalog)) =
-            identity::resolve(&self.catalog, &provider.config.resolvers, who)?
-        else {
+        let by_subject =
+            identity::user_by_cognito_subject(&self.catalog, &who.issuer, &who.subject)?
+                .map(|r| (r, true));
+        let resolved = match by_subject {
+            Some(found) => Some(found),
+            None => identity::resolve(&self.catalog, &provider.config.resolvers, who)?,
+        };
+        let Some((user_ref, _in_catalog)) = resolved else {
             return Err(AuthError::NotAllowed(match &who.email {
                 Some(email) if who.email_verified => {
                     format!("No user in the catalog matches {email}; ask an admin to add you")

@@ -790,6 +790,11 @@ impl CatalogService {
 
     // ------------------------------------------------------------ entity providers
 
+    /// Whether a location belongs to a configured entity provider.
+    pub fn is_provider_location(&self, kind: &str, target: &str) -> bool {
+        self.provider(kind, target).is_some()
+    }
+
     fn provider(&self, kind: &str, id: &str) -> Option<&Arc<dyn EntityProvider>> {
         self.providers
             .iter()

@@ -20,7 +20,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/admin/locations/{id}/unregister",
             web::post().to(unregister),
-        );
+        )
+        .route("/admin/providers/{kind}/{id}/sync", web::post().to(sync));
 }
 
 type Svc = web::Data<CatalogService>;
@@ -30,6 +31,8 @@ pub struct LocationRow {
     pub kind: String,
     pub target: String,
     pub from_config: bool,
+    /// A configured entity provider (such as a Cognito user pool), which can sync now.
+    pub provider: bool,
     pub refreshed: String,
     pub error: Option<String>,
 }
@@ -56,6 +59,7 @@ async fn list(ctx: PageContext, svc: Svc, q: web::Query<ListQuery>) -> HttpRespo
             .into_iter()
             .map(|l| LocationRow {
                 from_config: l.source == "config",
+                provider: svc.is_provider_location(&l.kind, &l.target),
                 refreshed: l
                     .last_refreshed_at
                     .and_then(chrono::DateTime::from_timestamp_millis)
@@ -203,6 +207,39 @@ async fn unregister(
         let location = svc.get_location(&id).await?;
         svc.delete_location(&id).await?;
         Ok::<_, PageError>(format!("Unregistered {}", location.target))
+    }
+    .await;
+    match result {
+        Ok(notice) => back(&notice),
+        Err(e) => ctx.error_page(&e),
+    }
+}
+
+/// Syncs an entity provider now, instead of at its next scheduled run.
+async fn sync(
+    ctx: PageContext,
+    svc: Svc,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let result = async {
+        ctx.require_admin()?;
+        ctx.check_form(&req, &form.csrf)?;
+        let (kind, id) = path.into_inner();
+        let s = svc.sync_provider(&kind, &id).await?;
+        let mut notice = format!(
+            "Synced {}: {} users, {} groups",
+            s.provider, s.users, s.groups
+        );
+        if !s.errors.is_empty() {
+            notice.push_str(&format!(
+                "; {} problems: {}",
+                s.errors.len(),
+                s.errors.join("; ")
+            ));
+        }
+        Ok::<_, PageError>(notice)
     }
     .await;
     match result {
