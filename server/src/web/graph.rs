@@ -531,6 +531,23 @@ mod tests {
     }
 
     #[test]
+    fn neighbours_the_caller_left_out_are_counted() {
+        let g = layout(
+            &entity("Group", "team"),
+            vec![RelationGroup {
+                relation: "ownerOf".into(),
+                members: (0..MAX_NODES)
+                    .map(|i| entity("Component", &format!("c{i:03}")))
+                    .collect(),
+                total: 500,
+            }],
+        );
+        assert_eq!(g.nodes.len(), MAX_NODES);
+        assert_eq!(g.total, 500);
+        assert_eq!(g.more[0].text, format!("+{} more", 500 - MAX_NODES));
+    }
+
+    #[test]
     fn long_labels_are_shortened() {
         let long = "a-very-long-component-name-that-does-not-fit";
         let g = layout(
