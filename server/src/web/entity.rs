@@ -327,7 +327,15 @@ async fn unregister(
                 }
                 other => other.into(),
             })?;
-        Ok(see_other("/catalog?notice=unregistered".into()))
+        // The catalog page shows `notice` as text, as the admin pages do.
+        let notice = format!(
+            "Unregistered {me}: its location {}:{} and every entity from it left the catalog",
+            location.kind, location.target
+        );
+        Ok(see_other(format!(
+            "/catalog?notice={}",
+            super::encode(&notice)
+        )))
     }
     .await;
     result.unwrap_or_else(|e| ctx.error_page(&e))
@@ -444,8 +452,7 @@ impl<'a> Lookup<'a> {
             .filter(|r| !self.found.contains_key(&Self::key(r)))
             .cloned()
             .collect();
-        missing.sort_by_key(|r| Self::key(r));
-        missing.dedup_by_key(|r| Self::key(r));
+        sort_refs(&mut missing);
         if missing.is_empty() {
             return missing;
         }
@@ -519,17 +526,46 @@ fn href_of(r: &str) -> String {
         .unwrap_or_else(|_| "/catalog".into())
 }
 
-/// Relation targets by type, each list sorted by ref.
-fn targets_by_type(relations: &[(String, String)]) -> BTreeMap<&str, Vec<String>> {
-    let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (t, target) in relations {
-        out.entry(t.as_str()).or_default().push(target.clone());
+/// Sorts refs by their comparison key and drops duplicates; each key is computed once.
+fn sort_refs(refs: &mut Vec<String>) {
+    let mut keyed: Vec<(String, String)> = refs.drain(..).map(|r| (Lookup::key(&r), r)).collect();
+    keyed.sort();
+    keyed.dedup_by(|a, b| a.0 == b.0);
+    refs.extend(keyed.into_iter().map(|(_, r)| r));
+}
+
+/// The entity's relation targets by type, each list sorted by ref.
+struct Related(BTreeMap<String, Vec<String>>);
+
+impl Related {
+    fn of_entity(entity: &Value) -> Related {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (t, target) in relations_of(entity) {
+            out.entry(t).or_default().push(target);
+        }
+        for list in out.values_mut() {
+            sort_refs(list);
+        }
+        Related(out)
     }
-    for list in out.values_mut() {
-        list.sort_by_key(|r| Lookup::key(r));
-        list.dedup_by_key(|r| Lookup::key(r));
+
+    fn of(&self, relation: &str) -> &[String] {
+        self.0.get(relation).map(Vec::as_slice).unwrap_or(&[])
     }
-    out
+
+    /// Links to the targets of one relation, for the About card.
+    fn links(&self, relation: &str, lookup: &Lookup<'_>) -> Vec<FactValue> {
+        self.of(relation)
+            .iter()
+            .map(|r| {
+                let l = lookup.link(r);
+                FactValue {
+                    text: l.label,
+                    href: Some(l.href),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Tables of related entities, by the relation they list.
@@ -622,16 +658,14 @@ struct View {
 impl View {
     fn build(svc: &CatalogService, entity: &Value, me: &EntityRef) -> Result<View, PageError> {
         let kind_lc = me.kind.to_lowercase();
-        let relations = relations_of(entity);
-        let by_type = targets_by_type(&relations);
-        let of = |t: &str| by_type.get(t).map(Vec::as_slice).unwrap_or(&[]);
-        let first = |t: &str| of(t).iter().take(TABLE_LIMIT);
+        let related = Related::of_entity(entity);
 
         // Each related entity is read once per page: first the graph's candidates
         // (which the header and About share), then what the tables add.
         let mut lookup = Lookup::new(svc);
         lookup.fetch(
-            by_type
+            related
+                .0
                 .values()
                 .flat_map(|list| list.iter().take(graph::MAX_NODES)),
         );
@@ -639,11 +673,11 @@ impl View {
         let mut view = View {
             kind: text(entity, "/kind").unwrap_or(&me.kind).to_string(),
             title: title_of(entity),
-            badges: Vec::new(),
+            badges: badges(entity, &related, &lookup),
             description: text(entity, "/metadata/description")
                 .unwrap_or_default()
                 .to_string(),
-            facts: Vec::new(),
+            facts: facts(entity, me, &related, &lookup),
             links: links_of(entity),
             tags: entity["metadata"]["tags"]
                 .as_array()
@@ -654,123 +688,25 @@ impl View {
                 .collect(),
             annotations: annotations_of(entity),
             errors: errors_of(entity),
-            graph: graph_of(entity, me, &by_type, &lookup),
+            graph: graph_of(entity, me, &related, &lookup),
             members: None,
             members_more: 0,
-            tables: Vec::new(),
+            tables: relation_tables(svc, &kind_lc, &related, &mut lookup),
         };
-
-        // Header badges: owners and what it is part of link; lifecycle and type do not.
-        for o in of("ownedBy") {
-            let l = lookup.link(o);
-            view.badges.push(Badge {
-                term: "owner",
-                text: l.label,
-                href: Some(l.href),
-            });
-        }
-        for p in of("partOf") {
-            let l = lookup.link(p);
-            let term = match EntityRef::parse(p, None, "default")
-                .map(|r| r.kind.to_lowercase())
-                .as_deref()
-            {
-                Ok("system") => "system",
-                Ok("domain") => "domain",
-                _ => "part of",
-            };
-            view.badges.push(Badge {
-                term,
-                text: l.label,
-                href: Some(l.href),
-            });
-        }
-        for (term, pointer) in [("lifecycle", "/spec/lifecycle"), ("type", "/spec/type")] {
-            if let Some(v) = text(entity, pointer) {
-                view.badges.push(Badge {
-                    term,
-                    text: v.to_string(),
-                    href: None,
-                });
-            }
-        }
-
-        // About: facts by kind.
-        let links_to = |refs: &[String]| -> Vec<FactValue> {
-            refs.iter()
-                .map(|r| {
-                    let l = lookup.link(r);
-                    FactValue {
-                        text: l.label,
-                        href: Some(l.href),
-                    }
-                })
-                .collect()
-        };
-        let mut push_fact = |term: &'static str, values: Vec<FactValue>| {
-            if !values.is_empty() {
-                view.facts.push(Fact { term, values });
-            }
-        };
-        if let Some(email) = text(entity, "/spec/profile/email") {
-            push_fact(
-                "Email",
-                vec![FactValue {
-                    text: email.to_string(),
-                    href: mailto(email),
-                }],
-            );
-        }
-        push_fact("Owner", links_to(of("ownedBy")));
-        push_fact("Part of", links_to(of("partOf")));
-        push_fact("Parent", links_to(of("childOf")));
-        push_fact("Children", links_to(of("parentOf")));
-        push_fact("Member of", links_to(of("memberOf")));
-        push_fact("Namespace", plain(&me.namespace));
-        if let Some(source) = text(
-            entity,
-            "/metadata/annotations/backstage.io~1managed-by-location",
-        ) {
-            push_fact("Source", plain(source));
-        }
-
-        // Tables of related entities.
-        let system_apis = (kind_lc == "system").then(|| system_apis(svc, of("hasPart")));
-        for spec in TABLES {
-            let targets: Vec<String> = match (&system_apis, spec.relation) {
-                (Some((provided, _)), "providesApi") => provided.clone(),
-                (Some((_, consumed)), "consumesApi") => consumed.clone(),
-                _ => of(spec.relation).to_vec(),
-            };
-            if targets.is_empty() && !spec.kinds.contains(&kind_lc.as_str()) {
-                continue;
-            }
-            lookup.fetch(targets.iter().take(TABLE_LIMIT));
-            view.tables.push(Table {
-                id: spec.id,
-                heading: spec.heading,
-                hint: if kind_lc == "system" && spec.relation.ends_with("Api") {
-                    "Of the system's components and APIs."
-                } else {
-                    spec.hint
-                },
-                empty: spec.empty,
-                rows: targets
-                    .iter()
-                    .take(TABLE_LIMIT)
-                    .map(|r| lookup.row(r))
-                    .collect(),
-                more: targets.len().saturating_sub(TABLE_LIMIT),
-                show_owner: true,
-            });
-        }
 
         // Groups list their members; groups and users what they own.
         match kind_lc.as_str() {
             "group" => {
-                lookup.fetch_exact(first("hasMember"));
-                view.members = Some(first("hasMember").map(|r| member_of(&lookup, r)).collect());
-                view.members_more = of("hasMember").len().saturating_sub(TABLE_LIMIT);
+                let members = related.of("hasMember");
+                lookup.fetch_exact(members.iter().take(TABLE_LIMIT));
+                view.members = Some(
+                    members
+                        .iter()
+                        .take(TABLE_LIMIT)
+                        .map(|r| member_of(&lookup, r))
+                        .collect(),
+                );
+                view.members_more = members.len().saturating_sub(TABLE_LIMIT);
                 view.tables.push(owned_table(
                     svc,
                     &[me.to_string()],
@@ -780,7 +716,7 @@ impl View {
             }
             "user" => {
                 let mut owners = vec![me.to_string()];
-                owners.extend(of("memberOf").iter().cloned());
+                owners.extend(related.of("memberOf").iter().cloned());
                 view.tables.push(owned_table(
                     svc,
                     &owners,
@@ -792,6 +728,114 @@ impl View {
         }
         Ok(view)
     }
+}
+
+/// Header badges: owners and what it is part of link; lifecycle and type do not.
+fn badges(entity: &Value, related: &Related, lookup: &Lookup<'_>) -> Vec<Badge> {
+    let mut out = Vec::new();
+    for o in related.of("ownedBy") {
+        let l = lookup.link(o);
+        out.push(Badge {
+            term: "owner",
+            text: l.label,
+            href: Some(l.href),
+        });
+    }
+    for p in related.of("partOf") {
+        let l = lookup.link(p);
+        let term = match EntityRef::parse(p, None, "default")
+            .map(|r| r.kind.to_lowercase())
+            .as_deref()
+        {
+            Ok("system") => "system",
+            Ok("domain") => "domain",
+            _ => "part of",
+        };
+        out.push(Badge {
+            term,
+            text: l.label,
+            href: Some(l.href),
+        });
+    }
+    for (term, pointer) in [("lifecycle", "/spec/lifecycle"), ("type", "/spec/type")] {
+        if let Some(v) = text(entity, pointer) {
+            out.push(Badge {
+                term,
+                text: v.to_string(),
+                href: None,
+            });
+        }
+    }
+    out
+}
+
+/// The About card's facts; each appears only when it has a value.
+fn facts(entity: &Value, me: &EntityRef, related: &Related, lookup: &Lookup<'_>) -> Vec<Fact> {
+    let email = text(entity, "/spec/profile/email").map(|e| {
+        vec![FactValue {
+            text: e.to_string(),
+            href: mailto(e),
+        }]
+    });
+    let source = text(
+        entity,
+        "/metadata/annotations/backstage.io~1managed-by-location",
+    )
+    .map(plain);
+    [
+        ("Email", email.unwrap_or_default()),
+        ("Owner", related.links("ownedBy", lookup)),
+        ("Part of", related.links("partOf", lookup)),
+        ("Parent", related.links("childOf", lookup)),
+        ("Children", related.links("parentOf", lookup)),
+        ("Member of", related.links("memberOf", lookup)),
+        ("Namespace", plain(&me.namespace)),
+        ("Source", source.unwrap_or_default()),
+    ]
+    .into_iter()
+    .filter(|(_, values)| !values.is_empty())
+    .map(|(term, values)| Fact { term, values })
+    .collect()
+}
+
+/// The tables of [`TABLES`] that apply to this kind or have rows.
+fn relation_tables(
+    svc: &CatalogService,
+    kind_lc: &str,
+    related: &Related,
+    lookup: &mut Lookup<'_>,
+) -> Vec<Table> {
+    let system_apis = (kind_lc == "system").then(|| system_apis(svc, related.of("hasPart")));
+    let mut out = Vec::new();
+    for spec in TABLES {
+        let targets: &[String] = match (&system_apis, spec.relation) {
+            (Some((provided, _)), "providesApi") => provided,
+            (Some((_, consumed)), "consumesApi") => consumed,
+            _ => related.of(spec.relation),
+        };
+        if targets.is_empty() && !spec.kinds.contains(&kind_lc) {
+            continue;
+        }
+        lookup.fetch(targets.iter().take(TABLE_LIMIT));
+        out.push(Table {
+            id: spec.id,
+            heading: spec.heading,
+            hint: if kind_lc == "system" && spec.relation.ends_with("Api") {
+                "Of the system's components and APIs."
+            } else {
+                spec.hint
+            },
+            empty: spec.empty,
+            rows: targets
+                .iter()
+                .take(TABLE_LIMIT)
+                .map(|r| lookup.row(r))
+                .collect(),
+            more: targets.len().saturating_sub(TABLE_LIMIT),
+            show_owner: true,
+        });
+    }
+    out
 }
 
 fn plain(s: &str) -> Vec<FactValue> {
@@ -842,10 +886,8 @@ fn system_apis(svc: &CatalogService, parts: &[String]) -> (Vec<String>, Vec<Stri
             }
         }
     }
-    for list in [&mut provided, &mut consumed] {
-        list.sort_by_key(|r| Lookup::key(r));
-        list.dedup_by_key(|r| Lookup::key(r));
-    }
+    sort_refs(&mut provided);
+    sort_refs(&mut consumed);
     (provided, consumed)
 }
 
@@ -977,22 +1019,18 @@ fn errors_of(entity: &Value) -> Vec<String> {
         .collect()
 }
 
-fn graph_of(
-    entity: &Value,
-    me: &EntityRef,
-    by_type: &BTreeMap<&str, Vec<String>>,
-    lookup: &Lookup<'_>,
-) -> Graph {
+fn graph_of(entity: &Value, me: &EntityRef, related: &Related, lookup: &Lookup<'_>) -> Graph {
     let centre = GraphEntity {
         href: entity_href(me),
         kind: text(entity, "/kind").unwrap_or(&me.kind).to_string(),
         label: title_of(entity),
         entity_ref: me.to_string(),
     };
-    let groups = by_type
+    let groups = related
+        .0
         .iter()
         .map(|(t, targets)| RelationGroup {
-            relation: (*t).to_string(),
+            relation: t.clone(),
             members: targets
                 .iter()
                 .take(graph::MAX_NODES)
