@@ -140,6 +140,17 @@ pub struct Cursor {
     pub first: Option<(Option<String>, u32)>,
 }
 
+impl Cursor {
+    /// Reads a cursor that `query` handed out.
+    pub fn parse(raw: &str) -> Result<Cursor, CatalogError> {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cursor>(&b).ok())
+            .ok_or_else(|| CatalogError::Input("Malformed cursor, could not be parsed".into()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FullText {
     pub term: String,
@@ -156,6 +167,12 @@ pub struct QueryParams {
     pub order_fields: Vec<OrderField>,
     pub cursor: Option<Cursor>,
     pub full_text: Option<FullText>,
+}
+
+/// An entity that changed lately, and when (milliseconds since the epoch).
+pub struct RecentChange {
+    pub entity: Bytes,
+    pub changed_at: i64,
 }
 
 pub struct QueryPage {
@@ -436,6 +453,65 @@ impl CatalogService {
             );
         }
         json!({ "facets": out })
+    }
+
+    /// Entities per kind, as written, most numerous first: all of them, or
+    /// those that match a full-text search.
+    pub fn kinds(&self, full_text: Option<&FullText>) -> Vec<(String, u64)> {
+        let index = self.index.read();
+        let within = full_text
+            .filter(|ft| !ft.term.is_empty())
+            .map(|ft| index.full_text(&ft.term, &ft.fields));
+        index.facet("kind", within.as_ref())
+    }
+
+    /// The `limit` entities that changed last, newest first.
+    ///
+    /// Read from the change feed backwards along its primary key, a window at a
+    /// time, so the cost does not grow with the catalog (`entities.updated_at`
+    /// has no index: ordering by it reads the whole table). The feed records
+    /// every change to an entity's final JSON, relations and status included:
+    /// a Group that gained a member has changed. Entities deleted since, or not
+    /// yet in this replica's index, are skipped.
+    pub async fn recently_changed(&self, limit: usize) -> Result<Vec<RecentChange>, CatalogError> {
+        const WINDOW: u64 = 200;
+        const MAX_WINDOWS: usize = 5;
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        let mut out = Vec::with_capacity(limit);
+        let mut seen = std::collections::HashSet::new();
+        let mut before = None;
+        for _ in 0..MAX_WINDOWS {
+            let changes = store::changes_before(&self.db.conn, before, WINDOW).await?;
+            let Some(oldest) = changes.last() else {
+                break;
+            };
+            before = Some(oldest.seq);
+            {
+                let index = self.index.read();
+                for c in &changes {
+                    if !seen.insert(c.entity_id) {
+                        continue;
+                    }
+                    let Some(doc) = u32::try_from(c.entity_id).ok().and_then(|id| index.get(id))
+                    else {
+                        continue;
+                    };
+                    out.push(RecentChange {
+                        entity: doc.json(),
+                        changed_at: c.created_at,
+                    });
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if (changes.len() as u64) < WINDOW {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The chain of Location entities that led to an entity.

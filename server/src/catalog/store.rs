@@ -596,6 +596,24 @@ pub async fn changes_after(
         .await
 }
 
+/// Feed entries older than `before_seq` (the newest when None), newest first:
+/// a walk backwards along the primary key, however long the feed.
+pub async fn changes_before(
+    db: &impl ConnectionTrait,
+    before_seq: Option<i64>,
+    limit: u64,
+) -> Result<Vec<changes::Model>, DbErr> {
+    let mut query = changes::Entity::find();
+    if let Some(seq) = before_seq {
+        query = query.filter(changes::Column::Seq.lt(seq));
+    }
+    query
+        .order_by_desc(changes::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
 pub async fn max_change_seq(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
     Ok(changes::Entity::find()
         .order_by_desc(changes::Column::Seq)
