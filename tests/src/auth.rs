@@ -51,8 +51,12 @@ async fn portal(resolvers: &str, idp_extra: Value) -> Option<Portal> {
     portal_with(resolvers, idp_extra, "").await
 }
 
-/// `extra` is YAML appended to the portal's configuration.
-pub(crate) async fn portal_with(resolvers: &str, idp_extra: Value, extra: &str) -> Option<Portal> {
+/// `backend_extra` is YAML added to the portal's `backend` section.
+pub(crate) async fn portal_with(
+    resolvers: &str,
+    idp_extra: Value,
+    backend_extra: &str,
+) -> Option<Portal> {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let idp = OidcPeer::start(
@@ -72,7 +76,7 @@ app: {{baseUrl: "{base}"}}
 backend:
   baseUrl: "{base}"
   listen: {{host: 127.0.0.1, port: {port}}}
-auth:
+{backend_extra}auth:
   environment: development
   session: {{secret: "a-session-secret-of-at-least-32-characters"}}
   providers:
@@ -88,7 +92,6 @@ stagedoor:
 catalog:
   locations:
     - {{type: file, target: "{org}"}}
-{extra}
 "#,
         issuer = idp.issuer,
         org = org.display()

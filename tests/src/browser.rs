@@ -71,7 +71,7 @@ async fn a_developer_signs_in_browses_registers_and_signs_out() {
         "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: ledger, description: Double-entry ledger}\nspec: {type: service, lifecycle: experimental, owner: team-a}\n",
     );
     let extra = format!(
-        "backend:\n  reading:\n    allow:\n      - host: '{}'\n",
+        "  reading:\n    allow:\n      - host: '{}'\n",
         fixture.host()
     );
     let Some(p) = portal_with(BY_EMAIL, json!({}), &extra).await else {
