@@ -5,12 +5,14 @@
 //!
 //! It reads the in-memory index through `CatalogService` only, never the
 //! database, and never renders catalog data unescaped. The table model here
-//! (`Table`, `Cell`, the column extractors) also serves the home page.
+//! (`Table`, `Cell`, the column extractors) also serves the home page. Links
+//! to entities are the entity page's (`entity::entity_href`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde_json::Value;
 
+use super::entity::entity_href;
 use super::{safe_href, Layout, PageContext, PageError};
 use crate::catalog::filter::{Condition, EntityFilter};
 use crate::catalog::index::Order;
@@ -846,30 +848,6 @@ fn refs_cell(e: &Value, relation: &str, default_kind: &str) -> Cell {
     }
 }
 
-/// Where the portal shows an entity: `/catalog/{namespace}/{kind}/{name}`, kind
-/// and namespace lowercased as Backstage's front end writes them.
-pub(super) fn entity_href(r: &EntityRef) -> String {
-    format!(
-        "/catalog/{}/{}/{}",
-        segment(&r.namespace.to_lowercase()),
-        segment(&r.kind.to_lowercase()),
-        segment(&r.name)
-    )
-}
-
-/// Percent-encodes one path segment.
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// A link to the entity a ref names; the label leaves out the default kind and namespace.
 fn ref_link(target: &str, default_kind: &str) -> Option<Link> {
     let r = EntityRef::parse(target, Some(default_kind), DEFAULT_NAMESPACE).ok()?;
@@ -1071,10 +1049,17 @@ mod tests {
     #[test]
     fn links_and_labels() {
         let r = EntityRef::parse("Group:Ops/Team-A", None, "default").expect("ref");
-        assert_eq!(entity_href(&r), "/catalog/ops/group/Team-A");
         assert_eq!(humanize(&r, "group"), "ops/Team-A");
         assert_eq!(owner_label("user:default/jane"), "user:jane");
-        assert_eq!(segment("a b/<c>"), "a%20b%2F%3Cc%3E");
+        let link = ref_link("user:default/jane", "group").expect("a link");
+        assert_eq!(
+            (link.href.as_str(), link.label.as_str(), link.title.as_str()),
+            (
+                "/catalog/default/user/jane",
+                "user:jane",
+                "user:default/jane"
+            )
+        );
         assert_eq!(KindWords::of("api", &[]).count(1), "1 API");
         assert_eq!(KindWords::of("component", &[]).plural_title(), "Components");
     }
