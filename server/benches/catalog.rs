@@ -424,6 +424,18 @@ async fn run(args: &Args, guard: &mut Guard) -> Result<()> {
         );
         results.push(r);
     }
+    // Pages: one request at a time, so that latency is the server's render time.
+    let mut page_results = Vec::new();
+    for page in page_reads(&meta) {
+        let t = time_page(&http, &format!("{base}{}", page.path), page.contains)
+            .await
+            .with_context(|| format!("{} ({})", page.label, page.path))?;
+        eprintln!(
+            "catalog bench: {}: p50 {:.2} ms, p99 {:.2} ms",
+            page.label, t.0, t.1
+        );
+        page_results.push((page.label, t));
+    }
     let after_reads_kib = proc_status_kib(pid, "VmRSS")?;
     guard.stop_server();
     guard.drop_database();
@@ -516,6 +528,15 @@ async fn run(args: &Args, guard: &mut Guard) -> Result<()> {
             &bar,
             read.reference,
             pass,
+        )?;
+    }
+    for (label, (p50, p99)) in &page_results {
+        row(
+            label,
+            format!("p50 {p50:.2} ms, p99 {p99:.2} ms"),
+            "p99 ≤ 50 ms, one at a time",
+            "—",
+            *p99 <= 50.0,
         )?;
     }
     writeln!(out)?;
@@ -701,6 +722,58 @@ fn read_endpoints(meta: &Meta) -> Vec<Read> {
             reference: "257–298 req/s",
         },
     ]
+}
+
+struct PageRead {
+    label: &'static str,
+    path: String,
+    /// Text the page must contain, so that a wrong page cannot pass.
+    contains: &'static str,
+}
+
+fn page_reads(meta: &Meta) -> Vec<PageRead> {
+    vec![
+        PageRead {
+            label: "page: catalog list (components, production)",
+            path: "/catalog?kind=component&lifecycle=production".to_owned(),
+            contains: "catalog-results",
+        },
+        PageRead {
+            label: "page: catalog search",
+            path: format!("/catalog?kind=component&q={FULLTEXT_WORD}"),
+            contains: FULLTEXT_WORD,
+        },
+        PageRead {
+            label: "page: entity with relations graph",
+            path: format!("/catalog/default/component/{}", meta.sample_component),
+            contains: "relations-graph",
+        },
+        PageRead {
+            label: "page: home",
+            path: "/".to_owned(),
+            contains: "home-search",
+        },
+    ]
+}
+
+/// p50 and p99 of 300 sequential requests, after 30 untimed ones.
+async fn time_page(http: &reqwest::Client, url: &str, contains: &str) -> Result<(f64, f64)> {
+    let mut times = Vec::with_capacity(300);
+    for i in 0..330 {
+        let started = Instant::now();
+        let r = http.get(url).send().await?;
+        let status = r.status();
+        let body = r.text().await?;
+        let elapsed = started.elapsed();
+        ensure!(status == reqwest::StatusCode::OK, "HTTP {status}");
+        ensure!(body.contains(contains), "the page lacks {contains:?}");
+        if i >= 30 {
+            times.push(elapsed.as_secs_f64() * 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+    Ok((pct(50), pct(99)))
 }
 
 async fn validate(http: &reqwest::Client, url: &str, check: &Check, meta: &Meta) -> Result<String> {
