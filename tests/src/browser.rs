@@ -202,7 +202,7 @@ async fn a_developer_signs_in_browses_registers_and_signs_out() {
         .click()
         .await
         .expect("confirm");
-    let notice = css(&c, "#admin-notice").await.text().await.expect("notice");
+    let notice = css(&c, "#flash").await.text().await.expect("notice");
     assert!(notice.contains("Registered"), "{notice}");
     shots.take(&c, "registered").await;
     let (status, _) = p

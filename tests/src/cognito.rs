@@ -616,7 +616,7 @@ async fn cognito_sync_runs_on_demand_from_the_admin_page() {
         .await
         .expect("sync");
     assert_eq!(res.status(), 303);
-    let notice = res.headers()["location"]
+    let notice = res.headers()["set-cookie"]
         .to_str()
         .expect("location")
         .to_string();

@@ -257,7 +257,18 @@ async fn admins_register_and_unregister_locations() {
         .await
         .expect("register");
     assert_eq!(res.status(), 303);
-    assert!(location(res.headers()).starts_with("/admin/locations?notice=Registered"));
+    assert_eq!(
+        location(res.headers()),
+        "/admin/locations",
+        "no message in the URL"
+    );
+    let (_, _, html) = page(&b, app.url("/admin/locations")).await;
+    assert!(
+        html.contains("id=\"flash\">Registered"),
+        "the message shows once"
+    );
+    let (_, _, html) = page(&b, app.url("/admin/locations")).await;
+    assert!(!html.contains("id=\"flash\""), "and only once");
     let (status, _) = app
         .get_json("/api/catalog/entities/by-name/component/default/svc-a")
         .await;

@@ -759,9 +759,11 @@ async fn pages_entity_admins_refresh_and_unregister() {
         .post_form(&b, &format!("{path}/unregister"), &base, &[("csrf", &csrf)])
         .await;
     assert_eq!(status, 303, "{body}");
+    assert_eq!(location, "/catalog", "no message in the URL");
+    let (_, html) = site.page(&b, "/catalog").await;
     assert!(
-        location.starts_with("/catalog?notice=Unregistered+component%3Adefault%2Fregistered"),
-        "{location}"
+        html.contains("Unregistered component:default/registered"),
+        "the message shows on the next page"
     );
     assert_eq!(site.page(&b, path).await.0, 404, "gone from the catalog");
     site.stop().await;

@@ -2,7 +2,6 @@
 //! error; registering a location (a dry-run preview first, then confirm) and
 //! unregistering one. Admins only; every form carries the session's token.
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -42,15 +41,9 @@ pub struct LocationRow {
 struct ListPage {
     layout: Layout,
     locations: Vec<LocationRow>,
-    notice: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    notice: Option<String>,
-}
-
-async fn list(ctx: PageContext, svc: Svc, q: web::Query<ListQuery>) -> HttpResponse {
+async fn list(ctx: PageContext, svc: Svc) -> HttpResponse {
     let result = async {
         ctx.require_admin()?;
         let mut locations: Vec<LocationRow> = svc
@@ -76,7 +69,6 @@ async fn list(ctx: PageContext, svc: Svc, q: web::Query<ListQuery>) -> HttpRespo
         Ok(ListPage {
             layout: ctx.layout("Locations", "admin"),
             locations,
-            notice: q.notice.clone(),
         })
     }
     .await;
@@ -184,7 +176,7 @@ async fn register(
     }
     .await;
     match result {
-        Ok(notice) => back(&notice),
+        Ok(notice) => super::see_other_with_flash(&ctx.auth, "/admin/locations", &notice),
         Err(e) => ctx.error_page(&e),
     }
 }
@@ -210,7 +202,7 @@ async fn unregister(
     }
     .await;
     match result {
-        Ok(notice) => back(&notice),
+        Ok(notice) => super::see_other_with_flash(&ctx.auth, "/admin/locations", &notice),
         Err(e) => ctx.error_page(&e),
     }
 }
@@ -243,16 +235,7 @@ async fn sync(
     }
     .await;
     match result {
-        Ok(notice) => back(&notice),
+        Ok(notice) => super::see_other_with_flash(&ctx.auth, "/admin/locations", &notice),
         Err(e) => ctx.error_page(&e),
     }
-}
-
-fn back(notice: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((
-            header::LOCATION,
-            format!("/admin/locations?notice={}", super::encode(notice)),
-        ))
-        .finish()
 }

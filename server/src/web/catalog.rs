@@ -310,8 +310,6 @@ struct CatalogPage {
     prev_href: Option<String>,
     next_href: Option<String>,
     clear_href: String,
-    /// What the last action did (after unregistering an entity), shown as text.
-    notice: Option<String>,
 }
 
 struct Tab {
@@ -413,12 +411,7 @@ fn build_page(
         words.plural_title(),
         words.count(page.total_items)
     );
-    let notice = url::form_urlencoded::parse(raw_query.as_bytes())
-        .find(|(k, _)| k == "notice")
-        .map(|(_, v)| v.chars().take(300).collect::<String>())
-        .filter(|n| !n.trim().is_empty());
     Ok(CatalogPage {
-        notice,
         layout: ctx.layout(
             format!("{} in the catalog", words.plural_title()),
             "catalog",

@@ -327,15 +327,11 @@ async fn unregister(
                 }
                 other => other.into(),
             })?;
-        // The catalog page shows `notice` as text, as the admin pages do.
         let notice = format!(
             "Unregistered {me}: its location {}:{} and every entity from it left the catalog",
             location.kind, location.target
         );
-        Ok(see_other(format!(
-            "/catalog?notice={}",
-            super::encode(&notice)
-        )))
+        Ok(super::see_other_with_flash(&ctx.auth, "/catalog", &notice))
     }
     .await;
     result.unwrap_or_else(|e| ctx.error_page(&e))

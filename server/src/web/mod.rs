@@ -44,6 +44,8 @@ pub struct Layout {
     pub nonce: String,
     /// Whether signing in is possible at all (a provider is configured).
     pub can_sign_in: bool,
+    /// What the previous action did, shown once.
+    pub flash: Option<String>,
 }
 
 pub struct UserView {
@@ -59,6 +61,8 @@ pub struct PageContext {
     pub auth: web::Data<AuthService>,
     pub app_title: web::Data<AppTitle>,
     pub path_and_query: String,
+    /// The message the previous action left for this page (see [`see_other_with_flash`]).
+    pub flash: Option<String>,
 }
 
 /// `app.title`, shared with the pages.
@@ -86,7 +90,16 @@ impl actix_web::FromRequest for PageContext {
             ))
             .into()));
         };
+        let flash = req
+            .cookie(flash_cookie_name(&auth))
+            .and_then(|c| {
+                url::form_urlencoded::parse(format!("m={}", c.value()).as_bytes())
+                    .next()
+                    .map(|(_, v)| v.chars().take(MAX_FLASH).collect::<String>())
+            })
+            .filter(|m| !m.trim().is_empty());
         std::future::ready(Ok(PageContext {
+            flash,
             principal,
             nonce,
             auth,
@@ -124,6 +137,7 @@ impl PageContext {
                 .unwrap_or_default(),
             nonce: self.nonce.clone(),
             can_sign_in: self.auth.config.guest.is_some() || self.auth.oidc_envs().next().is_some(),
+            flash: self.flash.clone(),
         }
     }
 
@@ -200,11 +214,48 @@ impl PageContext {
 
     /// Renders a page result: the page, or the page for its error.
     pub fn respond<T: Template>(&self, result: Result<T, PageError>) -> HttpResponse {
-        match result {
+        let mut res = match result {
             Ok(page) => render(&page),
             Err(e) => self.error_page(&e),
+        };
+        if self.flash.is_some() {
+            // Shown once: the cookie goes with this page.
+            let mut gone = flash_cookie(&self.auth, String::new());
+            gone.make_removal();
+            let _ = res.add_cookie(&gone);
         }
+        res
     }
+}
+
+/// The longest flash message shown.
+const MAX_FLASH: usize = 400;
+
+fn flash_cookie_name(auth: &AuthService) -> &'static str {
+    if auth.cookies.secure {
+        "__Host-stagedoor-flash"
+    } else {
+        "stagedoor-flash"
+    }
+}
+
+fn flash_cookie(auth: &AuthService, value: String) -> actix_web::cookie::Cookie<'static> {
+    actix_web::cookie::Cookie::build(flash_cookie_name(auth), value)
+        .path("/")
+        .http_only(true)
+        .secure(auth.cookies.secure)
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(60))
+        .finish()
+}
+
+/// A 303 that carries a message to the next page in a short-lived cookie,
+/// never in the URL, so that no crafted link can make the portal say something.
+pub fn see_other_with_flash(auth: &AuthService, to: &str, message: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_string()))
+        .cookie(flash_cookie(auth, encode(message)))
+        .finish()
 }
 
 /// Why a page cannot be shown.
