@@ -311,3 +311,63 @@ async fn admins_register_and_unregister_locations() {
         .contains("Only http and https"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_end_after_their_idle_and_absolute_limits() {
+    use sea_orm::ConnectionTrait;
+    let app = app_with_guest("user:default/dev", "").await;
+    let conn = &app.server().catalog.db.conn;
+    for column in ["last_seen_at", "expires_at"] {
+        let b = guest(&app).await;
+        let (status, _, _) = page(&b, app.url("/profile")).await;
+        assert_eq!(status, 200);
+        // Move the session's clock back past its limit, as time would.
+        conn.execute_unprepared(&format!(
+            "UPDATE auth_sessions SET {column} = {column} - 30 * 86400"
+        ))
+        .await
+        .expect("age the session");
+        let (status, h, _) = page(&b, app.url("/profile")).await;
+        assert_eq!(status, 303, "{column}: the session has ended");
+        assert!(location(&h).starts_with("/login"));
+        let res = b
+            .get(app.url("/api/auth/guest/refresh"))
+            .header("X-Requested-With", "XMLHttpRequest")
+            .send()
+            .await
+            .expect("refresh");
+        assert_eq!(res.status(), 200, "a new guest session starts");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn under_https_cookies_are_host_only_and_secure_with_hsts() {
+    let app = spawn(Spawn {
+        config: "app: {baseUrl: 'https://portal.example'}\nbackend: {baseUrl: 'https://portal.example'}\nauth:\n  providers:\n    guest: {}\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let res = browser()
+        .post(app.url("/login/guest"))
+        .header("Origin", "https://portal.example")
+        .form(&[("returnTo", "/")])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(cookie.starts_with("__Host-stagedoor-session="), "{cookie}");
+    for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attr), "{attr}: {cookie}");
+    }
+    assert!(!cookie.contains("Domain="), "{cookie}");
+    assert!(res.headers()["strict-transport-security"]
+        .to_str()
+        .expect("hsts")
+        .starts_with("max-age="));
+    app.stop().await;
+}
