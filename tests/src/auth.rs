@@ -144,7 +144,12 @@ impl Portal {
             self.app.url("/api/auth/oidc/start"),
             url_encode(&self.app.url("/catalog?kind=component"))
         );
-        let res = browser.get(&start).send().await.expect("start");
+        self.login_from(browser, &start, login).await
+    }
+
+    /// As `login_at_provider`, from any start URL.
+    async fn login_from(&self, browser: &reqwest::Client, start: &str, login: &str) -> String {
+        let res = browser.get(start).send().await.expect("start");
         assert_eq!(res.status(), 302, "start redirects to the provider");
         let authorize = location(res.headers());
         assert!(authorize.starts_with(&self.idp.issuer), "{authorize}");
@@ -743,4 +748,43 @@ async fn the_guest_provider_signs_in_in_development() {
     )
     .expect_err("refused");
     assert!(err.to_string().contains("auth.providers.guest"), "{err}");
+}
+
+#[tokio::test]
+async fn the_popup_flow_posts_the_identity_to_the_app_origin() {
+    let Some(p) = portal(BY_EMAIL, json!({})).await else {
+        return;
+    };
+    // Backstage's front end opens start in a popup (its default flow).
+    let b = browser();
+    let start = format!("{}?env=development", p.app.url("/api/auth/oidc/start"));
+    let callback = p.login_from(&b, &start, "alice").await;
+    let res = b.get(&callback).send().await.expect("callback");
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    let html = res.text().await.expect("html");
+    assert!(
+        html.contains("\"type\":\"authorization_response\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("\"userEntityRef\":\"user:default/alice\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("postMessage(") && html.contains(&format!("\"{}\")", p.app.base)),
+        "posted to the app's origin only: {html}"
+    );
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .expect("nonce");
+    assert!(html.contains(&format!("<script nonce=\"{nonce}\">")));
+    let (status, _) = p.identity(&b).await;
+    assert_eq!(status, 200, "the popup's session serves refresh");
+    p.app.stop().await;
 }

@@ -300,22 +300,12 @@ impl OidcProvider {
             }
             return Some(url.to_string());
         }
-        // Cognito publishes no end_session_endpoint; its hosted UI (also under a
-        // custom domain) serves /logout beside /oauth2/authorize.
-        let issuer = url::Url::parse(d.metadata.issuer().as_str()).ok()?;
-        let cognito = issuer
-            .host_str()
-            .is_some_and(|h| h.starts_with("cognito-idp.") && h.ends_with(".amazonaws.com"));
-        let auth = url::Url::parse(d.metadata.authorization_endpoint().as_str()).ok()?;
-        let host = auth.host_str()?;
-        if cognito {
-            let mut url = url::Url::parse(&format!("{}://{host}/logout", auth.scheme())).ok()?;
-            url.query_pairs_mut()
-                .append_pair("client_id", &self.config.client_id)
-                .append_pair("logout_uri", return_to);
-            return Some(url.to_string());
-        }
-        None
+        cognito_logout_url(
+            d.metadata.issuer().as_str(),
+            d.metadata.authorization_endpoint().as_str(),
+            &self.config.client_id,
+            return_to,
+        )
     }
 
     async fn merge_userinfo(
@@ -514,6 +504,31 @@ impl OidcProvider {
     }
 }
 
+/// Cognito publishes no `end_session_endpoint`; its hosted UI (also under a
+/// custom domain) serves `/logout` beside `/oauth2/authorize`, taking
+/// `client_id` and `logout_uri`. `None` for other providers.
+fn cognito_logout_url(
+    issuer: &str,
+    authorization_endpoint: &str,
+    client_id: &str,
+    return_to: &str,
+) -> Option<String> {
+    let issuer = url::Url::parse(issuer).ok()?;
+    let cognito = issuer
+        .host_str()
+        .is_some_and(|h| h.starts_with("cognito-idp.") && h.ends_with(".amazonaws.com"));
+    if !cognito {
+        return None;
+    }
+    let mut url = url::Url::parse(authorization_endpoint).ok()?;
+    url.set_path("/logout");
+    url.set_query(None);
+    url.query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("logout_uri", return_to);
+    Some(url.to_string())
+}
+
 fn core_metadata(m: &Metadata) -> openidconnect::core::CoreProviderMetadata {
     openidconnect::core::CoreProviderMetadata::new(
         m.issuer().clone(),
@@ -571,5 +586,33 @@ fn token_error<E: std::error::Error + 'static>(
             AuthError::Rejected(format!("the provider's token response is malformed: {e}"))
         }
         other => AuthError::Unavailable(format!("the provider's token endpoint: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cognito_logout_goes_to_the_hosted_ui() {
+        assert_eq!(
+            cognito_logout_url(
+                "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC",
+                "https://auth.acme.example/oauth2/authorize",
+                "app-client",
+                "https://portal.acme.example/",
+            )
+            .as_deref(),
+            Some("https://auth.acme.example/logout?client_id=app-client&logout_uri=https%3A%2F%2Fportal.acme.example%2F")
+        );
+        assert_eq!(
+            cognito_logout_url(
+                "https://login.example.com",
+                "https://login.example.com/authorize",
+                "c",
+                "https://p/"
+            ),
+            None
+        );
     }
 }
