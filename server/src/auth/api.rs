@@ -220,7 +220,7 @@ async fn logout(auth: Auth, req: HttpRequest) -> Result<HttpResponse, ApiError> 
         None => format!("{}/", auth.app_base_url),
     };
     Ok(HttpResponse::Ok()
-        .cookie(session_cookie(&auth, String::new()).tap_expire())
+        .cookie(session_cookie_removal(&auth))
         .json(json!({ "redirectUrl": redirect })))
 }
 
@@ -329,6 +329,13 @@ fn popup_html(auth: &AuthService, message: Value, nonce: &CspNonce, text: &str) 
     )
 }
 
+/// The cookie that tells the browser to forget its session cookie.
+pub fn session_cookie_removal(auth: &AuthService) -> Cookie<'static> {
+    let mut gone = session_cookie(auth, String::new());
+    gone.make_removal();
+    gone
+}
+
 pub fn session_cookie(auth: &AuthService, value: String) -> Cookie<'static> {
     Cookie::build(auth.cookies.session, value)
         .path("/")
@@ -349,15 +356,4 @@ fn flow_cookie(auth: &AuthService, value: String, max_age: time::Duration) -> Co
         .same_site(SameSite::Lax)
         .max_age(max_age)
         .finish()
-}
-
-trait Expire {
-    fn tap_expire(self) -> Self;
-}
-
-impl Expire for Cookie<'static> {
-    fn tap_expire(mut self) -> Self {
-        self.set_max_age(time::Duration::ZERO);
-        self
-    }
 }

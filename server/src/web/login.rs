@@ -135,8 +135,7 @@ async fn logout(ctx: PageContext, req: HttpRequest, form: web::Form<LogoutForm>)
         },
         None => "/".into(),
     };
-    let mut expired = crate::auth::api::session_cookie(&ctx.auth, String::new());
-    expired.make_removal();
+    let expired = crate::auth::api::session_cookie_removal(&ctx.auth);
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, target))
         .cookie(expired)

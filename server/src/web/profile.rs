@@ -62,7 +62,12 @@ async fn profile(ctx: PageContext) -> HttpResponse {
                 .identity
                 .ownership
                 .iter()
-                .map(|r| (r.clone(), entity_path(r)))
+                .map(|r| {
+                    let href = crate::catalog::model::EntityRef::parse(r, None, "default")
+                        .map(|e| super::entity::entity_href(&e))
+                        .unwrap_or_else(|_| "/catalog".into());
+                    (r.clone(), href)
+                })
                 .collect(),
             sessions,
         })
@@ -93,8 +98,7 @@ async fn sign_out_everywhere(
     .await;
     match result {
         Ok(()) => {
-            let mut expired = crate::auth::api::session_cookie(&ctx.auth, String::new());
-            expired.make_removal();
+            let expired = crate::auth::api::session_cookie_removal(&ctx.auth);
             HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, "/login"))
                 .cookie(expired)
@@ -108,17 +112,4 @@ fn time(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
-}
-
-/// `group:default/team-a` → `/catalog/default/group/team-a`.
-pub fn entity_path(r: &str) -> String {
-    match crate::catalog::model::EntityRef::parse(r, None, "default") {
-        Ok(e) => format!(
-            "/catalog/{}/{}/{}",
-            super::encode(&e.namespace.to_lowercase()),
-            super::encode(&e.kind.to_lowercase()),
-            super::encode(&e.name)
-        ),
-        Err(_) => "/catalog".into(),
-    }
 }
