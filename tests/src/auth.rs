@@ -2,13 +2,10 @@
 //! Cognito does), through the whole browser flow with an HTTP client and a
 //! cookie jar; sessions, identity tokens, roles, and everything that must be refused.
 
-use std::sync::Arc;
-
-use reqwest::cookie::Jar;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{json, Value};
 use stagedoor_tests::peers::{free_port, OidcPeer};
-use stagedoor_tests::{spawn, status_and_json, Spawn, TestApp};
+use stagedoor_tests::{cookie_client, spawn, status_and_json, Spawn, TestApp};
 
 const CLIENT_ID: &str = "stagedoor-portal";
 const CLIENT_SECRET: &str = "portal-client-secret-value";
@@ -111,14 +108,6 @@ catalog:
 
 pub(crate) const BY_EMAIL: &str = "[{resolver: emailMatchingUserEntityProfileEmail}]";
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_provider(Arc::new(Jar::default()))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
 fn location(headers: &HeaderMap) -> String {
     headers
         .get(LOCATION)
@@ -190,7 +179,7 @@ impl Portal {
 
     /// A full sign-in; returns the browser holding the session.
     async fn sign_in(&self, login: &str) -> reqwest::Client {
-        let b = browser();
+        let b = cookie_client();
         let callback = self.login_at_provider(&b, login).await;
         let res = b.get(&callback).send().await.expect("callback");
         let status = res.status();
@@ -240,7 +229,7 @@ async fn oidc_sign_in_gives_a_session_tokens_and_logout() {
     let Some(p) = portal(BY_EMAIL, json!({})).await else {
         return;
     };
-    let b = browser();
+    let b = cookie_client();
     let callback = p.login_at_provider(&b, "alice").await;
     let res = b.get(&callback).send().await.expect("callback");
     assert_eq!(res.status(), 302);
@@ -400,7 +389,7 @@ async fn oidc_refuses_forged_state_replays_and_other_browsers() {
     let Some(p) = portal(BY_EMAIL, json!({})).await else {
         return;
     };
-    let b = browser();
+    let b = cookie_client();
     let callback = p.login_at_provider(&b, "alice").await;
     // A tampered state matches no sign-in.
     let res = b
@@ -424,9 +413,9 @@ async fn oidc_refuses_forged_state_replays_and_other_browsers() {
         .contains("already used"));
 
     // A callback carried to another browser lacks the flow cookie.
-    let a = browser();
+    let a = cookie_client();
     let callback = p.login_at_provider(&a, "alice").await;
-    let other = browser();
+    let other = cookie_client();
     let res = other.get(&callback).send().await.expect("other browser");
     assert_eq!(res.status(), 400);
     assert!(res
@@ -436,7 +425,7 @@ async fn oidc_refuses_forged_state_replays_and_other_browsers() {
         .contains("another browser"));
 
     // The code cannot be redeemed without the PKCE verifier the portal kept.
-    let a = browser();
+    let a = cookie_client();
     let callback = p.login_at_provider(&a, "alice").await;
     let code = url::Url::parse(&callback)
         .expect("url")
@@ -483,7 +472,7 @@ async fn oidc_refuses_forged_id_tokens_and_follows_key_rotation() {
         "userinfo-sub",
     ] {
         p.idp.control("tamper", json!({"mode": mode})).await;
-        let b = browser();
+        let b = cookie_client();
         let callback = p.login_at_provider(&b, "alice").await;
         let res = b.get(&callback).send().await.expect("callback");
         let status = res.status();
@@ -518,7 +507,7 @@ async fn sign_in_resolvers_bind_accounts_by_issuer_and_subject() {
             json!({"login": "alice", "email_verified": "false"}),
         )
         .await;
-    let b = browser();
+    let b = cookie_client();
     let callback = p.login_at_provider(&b, "alice").await;
     let res = b.get(&callback).send().await.expect("callback");
     assert_eq!(res.status(), 403);
@@ -527,7 +516,7 @@ async fn sign_in_resolvers_bind_accounts_by_issuer_and_subject() {
     p.idp.control("accounts", json!({"login": "alice"})).await;
 
     // No user in the catalog: refused.
-    let b = browser();
+    let b = cookie_client();
     let callback = p.login_at_provider(&b, "carol").await;
     let res = b.get(&callback).send().await.expect("callback");
     assert_eq!(res.status(), 403);
@@ -552,7 +541,7 @@ async fn sign_in_resolvers_bind_accounts_by_issuer_and_subject() {
             json!({"login": "mallory", "email": "alice@example.com"}),
         )
         .await;
-    let b = browser();
+    let b = cookie_client();
     let callback = p.login_at_provider(&b, "mallory").await;
     let res = b.get(&callback).send().await.expect("callback");
     assert_eq!(res.status(), 403);
@@ -590,7 +579,7 @@ async fn roles_csrf_and_redirect_targets() {
         "/\\evil.example",
         "javascript:alert(1)",
     ] {
-        let res = browser()
+        let res = cookie_client()
             .get(format!(
                 "{}?env=development&flow=redirect&redirectUrl={}",
                 p.app.url("/api/auth/oidc/start"),
@@ -601,7 +590,7 @@ async fn roles_csrf_and_redirect_targets() {
             .expect("start");
         assert_eq!(res.status(), 400, "{target}");
     }
-    let res = browser()
+    let res = cookie_client()
         .get(
             p.app
                 .url("/api/auth/oidc/start?env=nope&flow=redirect&redirectUrl=/"),
@@ -721,7 +710,7 @@ async fn the_guest_provider_signs_in_in_development() {
         ..Default::default()
     })
     .await;
-    let b = browser();
+    let b = cookie_client();
     let res = b
         .get(app.url("/api/auth/guest/refresh"))
         .send()
@@ -756,7 +745,7 @@ async fn the_popup_flow_posts_the_identity_to_the_app_origin() {
         return;
     };
     // Backstage's front end opens start in a popup (its default flow).
-    let b = browser();
+    let b = cookie_client();
     let start = format!("{}?env=development", p.app.url("/api/auth/oidc/start"));
     let callback = p.login_from(&b, &start, "alice").await;
     let res = b.get(&callback).send().await.expect("callback");

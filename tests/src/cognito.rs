@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use stagedoor::catalog::CatalogError;
 use stagedoor::integrations::cognito::{ANNOTATION_SUB, ANNOTATION_USERNAME, ANNOTATION_USER_POOL};
 use stagedoor_tests::moto::{Moto, REGION};
-use stagedoor_tests::{spawn, HttpFixture, Route, Spawn, TestApp};
+use stagedoor_tests::{cookie_client, spawn, HttpFixture, Route, Spawn, TestApp};
 
 const MANAGED_BY: &str = "backstage.io/managed-by-location";
 const ORIGIN: &str = "backstage.io/managed-by-origin-location";
@@ -576,11 +576,7 @@ async fn cognito_sync_runs_on_demand_from_the_admin_page() {
         ..Default::default()
     })
     .await;
-    let browser = reqwest::Client::builder()
-        .cookie_provider(std::sync::Arc::new(reqwest::cookie::Jar::default()))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let browser = cookie_client();
     let res = browser
         .post(app.url("/login/guest"))
         .header("Origin", app.base.clone())

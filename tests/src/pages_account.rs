@@ -2,19 +2,8 @@
 //! sign-out, profile and sessions, admin locations; their CSRF and Origin
 //! checks, and the security headers every page carries.
 
-use std::sync::Arc;
-
-use reqwest::cookie::Jar;
 use reqwest::header::{HeaderMap, LOCATION};
-use stagedoor_tests::{spawn, HttpFixture, Spawn, TestApp};
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_provider(Arc::new(Jar::default()))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
+use stagedoor_tests::{cookie_client, spawn, HttpFixture, Spawn, TestApp};
 
 async fn app_with_guest(user: &str, extra: &str) -> TestApp {
     spawn(Spawn {
@@ -28,7 +17,7 @@ async fn app_with_guest(user: &str, extra: &str) -> TestApp {
 
 /// Signs a browser in as the guest.
 async fn guest(app: &TestApp) -> reqwest::Client {
-    let b = browser();
+    let b = cookie_client();
     let res = b
         .post(app.url("/login/guest"))
         .header("Origin", app.base.clone())
@@ -64,7 +53,7 @@ fn csrf(html: &str) -> String {
 #[tokio::test]
 async fn pages_carry_security_headers_with_script_nonces() {
     let app = app_with_guest("user:default/dev", "").await;
-    let (status, h, html) = page(&browser(), app.url("/login")).await;
+    let (status, h, html) = page(&cookie_client(), app.url("/login")).await;
     assert_eq!(status, 200);
     let csp = h["content-security-policy"].to_str().expect("csp");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -83,7 +72,7 @@ async fn pages_carry_security_headers_with_script_nonces() {
         h.get("strict-transport-security").is_none(),
         "no HSTS over http"
     );
-    let (_, h2, _) = page(&browser(), app.url("/login")).await;
+    let (_, h2, _) = page(&cookie_client(), app.url("/login")).await;
     assert_ne!(
         h2["content-security-policy"], h["content-security-policy"],
         "a nonce per response"
@@ -94,7 +83,7 @@ async fn pages_carry_security_headers_with_script_nonces() {
 #[tokio::test]
 async fn guest_sign_in_checks_origin_and_return_targets() {
     let app = app_with_guest("user:default/dev", "").await;
-    let res = browser()
+    let res = cookie_client()
         .post(app.url("/login/guest"))
         .header("Origin", "https://evil.example")
         .form(&[("returnTo", "/")])
@@ -107,7 +96,7 @@ async fn guest_sign_in_checks_origin_and_return_targets() {
         .await
         .expect("body")
         .contains("<h1>Not allowed</h1>"));
-    let res = browser()
+    let res = cookie_client()
         .post(app.url("/login/guest"))
         .header("Origin", app.base.clone())
         .form(&[("returnTo", "https://evil.example/")])
@@ -120,7 +109,7 @@ async fn guest_sign_in_checks_origin_and_return_targets() {
         "/",
         "foreign targets fall back to home"
     );
-    let (_, _, html) = page(&browser(), app.url("/login?returnTo=//evil.example")).await;
+    let (_, _, html) = page(&cookie_client(), app.url("/login?returnTo=//evil.example")).await;
     assert!(html.contains("name=\"returnTo\" value=\"/\""), "{html}");
     app.stop().await;
 }
@@ -348,7 +337,7 @@ async fn under_https_cookies_are_host_only_and_secure_with_hsts() {
         ..Default::default()
     })
     .await;
-    let res = browser()
+    let res = cookie_client()
         .post(app.url("/login/guest"))
         .header("Origin", "https://portal.example")
         .form(&[("returnTo", "/")])

@@ -3,11 +3,9 @@
 //! escaping of catalog data, and the home page's owned and changed entities.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use reqwest::cookie::Jar;
 use stagedoor_tests::peers::free_port;
-use stagedoor_tests::{spawn_with, TestApp};
+use stagedoor_tests::{cookie_client, spawn_with, TestApp};
 
 /// Components that need paging: 30 services of team-a, a website of team-b,
 /// and one owned by the guest user, with HTML in its title and description.
@@ -477,11 +475,7 @@ async fn pages_catalog_home_shows_owned_entities_to_a_signed_in_user() {
     assert!(!body.contains("Owned by me"));
     assert!(body.contains("Recently changed"));
 
-    let browser = reqwest::Client::builder()
-        .cookie_provider(Arc::new(Jar::default()))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let browser = cookie_client();
     let res = browser
         .post(app.url("/login/guest"))
         .header("Origin", base.clone())

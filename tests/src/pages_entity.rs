@@ -7,12 +7,9 @@
 //! `url` location registered through the API stands in for one an admin may
 //! unregister.
 
-use std::sync::Arc;
-
-use reqwest::cookie::Jar;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use stagedoor_tests::peers::free_port;
-use stagedoor_tests::{spawn, HttpFixture, Spawn, TestApp};
+use stagedoor_tests::{cookie_client, spawn, HttpFixture, Spawn, TestApp};
 
 const TOKEN: &str = "pages-entity-static-token";
 
@@ -180,11 +177,7 @@ catalog:
 
     /// Signs in with the guest button; returns the browser holding the session.
     async fn sign_in(&self) -> reqwest::Client {
-        let b = reqwest::Client::builder()
-            .cookie_provider(Arc::new(Jar::default()))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
+        let b = cookie_client();
         let res = b
             .post(self.app.url("/login/guest"))
             .header("Origin", &self.app.base)
