@@ -41,12 +41,21 @@ fn parse_repo_url(e: &Expr, input: &Value) -> Result<Value, ExprError> {
     let Some(text) = input.text() else {
         return Err(err(e, "parseRepoUrl requires a string"));
     };
-    let url = url::Url::parse(&format!("https://{text}"))
-        .map_err(|x| err(e, format!("Invalid repo URL passed to parseRepoUrl, got {text}, {x}")))?;
+    let url = url::Url::parse(&format!("https://{text}")).map_err(|x| {
+        err(
+            e,
+            format!("Invalid repo URL passed to parseRepoUrl, got {text}, {x}"),
+        )
+    })?;
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_string(),
-        _ => return Err(err(e, format!("Invalid repo URL passed to parseRepoUrl, got {text}"))),
+        _ => {
+            return Err(err(
+                e,
+                format!("Invalid repo URL passed to parseRepoUrl, got {text}"),
+            ))
+        }
     };
     let param = |name: &str| {
         url.query_pairs()
@@ -54,7 +63,10 @@ fn parse_repo_url(e: &Expr, input: &Value) -> Result<Value, ExprError> {
             .map(|(_, v)| v.into_owned())
     };
     let Some(repo) = param("repo") else {
-        return Err(err(e, format!("Invalid repo URL passed to parseRepoUrl, missing repo in {text}")));
+        return Err(err(
+            e,
+            format!("Invalid repo URL passed to parseRepoUrl, missing repo in {text}"),
+        ));
     };
     let mut entries: Vec<(Rc<str>, Value)> = vec![(Rc::from("host"), Value::str(host))];
     for key in ["owner", "organization", "workspace", "project"] {
@@ -87,11 +99,17 @@ fn parse_entity_ref(e: &Expr, input: &Value, ctx: Option<&Value>) -> Result<Valu
         }
         Value::Object(_) => {
             let get = |k: &str| lookup_own(input, k).text().map(str::to_string);
-            (get("kind"), get("namespace"), get("name").unwrap_or_default())
+            (
+                get("kind"),
+                get("namespace"),
+                get("name").unwrap_or_default(),
+            )
         }
         _ => return Err(err(e, "Entity reference must be a string or an object")),
     };
-    let kind = kind.filter(|k| !k.is_empty()).or_else(|| default("defaultKind"));
+    let kind = kind
+        .filter(|k| !k.is_empty())
+        .or_else(|| default("defaultKind"));
     let namespace = namespace
         .filter(|n| !n.is_empty())
         .or_else(|| default("defaultNamespace"))

@@ -12,11 +12,49 @@ type R<T> = Result<T, ExprError>;
 
 /// Names of the built-in filters.
 pub const BUILTIN_FILTERS: [&str; 43] = [
-    "abs", "batch", "capitalize", "center", "d", "default", "dictsort", "dump", "e", "escape",
-    "first", "float", "forceescape", "groupby", "indent", "int", "join", "last", "length",
-    "list", "lower", "nl2br", "random", "reject", "rejectattr", "replace", "reverse", "round",
-    "safe", "select", "selectattr", "slice", "sort", "string", "striptags", "sum", "title",
-    "trim", "truncate", "upper", "urlencode", "urlize", "wordcount",
+    "abs",
+    "batch",
+    "capitalize",
+    "center",
+    "d",
+    "default",
+    "dictsort",
+    "dump",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "forceescape",
+    "groupby",
+    "indent",
+    "int",
+    "join",
+    "last",
+    "length",
+    "list",
+    "lower",
+    "nl2br",
+    "random",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "string",
+    "striptags",
+    "sum",
+    "title",
+    "trim",
+    "truncate",
+    "upper",
+    "urlencode",
+    "urlize",
+    "wordcount",
 ];
 
 /// Whether `name` is a filter available with the given syntax mode.
@@ -29,8 +67,8 @@ pub fn is_known_filter(name: &str, compat: bool) -> bool {
 /// Arity of a built-in test, `None` when unknown.
 pub fn test_arity(name: &str) -> Option<usize> {
     Some(match name {
-        "callable" | "defined" | "escaped" | "even" | "falsy" | "iterable" | "lower" | "mapping"
-        | "null" | "number" | "odd" | "string" | "truthy" | "undefined" | "upper" => 0,
+        "callable" | "defined" | "escaped" | "even" | "falsy" | "iterable" | "lower"
+        | "mapping" | "null" | "number" | "odd" | "string" | "truthy" | "undefined" | "upper" => 0,
         "divisibleby" | "eq" | "equalto" | "ge" | "greaterthan" | "gt" | "le" | "lessthan"
         | "lt" | "ne" | "sameas" => 1,
         _ => return None,
@@ -69,7 +107,9 @@ fn normalize_text_input(input: &Value) -> Value {
 }
 
 fn text<'a>(e: &Expr, input: &'a Value) -> R<&'a str> {
-    input.text().ok_or_else(|| err(e, "Filter input must be a string"))
+    input
+        .text()
+        .ok_or_else(|| err(e, "Filter input must be a string"))
 }
 
 fn direct_length(input: &Value) -> Value {
@@ -107,8 +147,15 @@ fn sequence(input: &Value) -> Option<Vec<Value>> {
 }
 
 fn indexed_record_values(it: &Interp, e: &Expr, o: &Record) -> R<Vec<Value>> {
-    let n = c(e, v::to_number(o.get("length").unwrap_or(&Value::Undefined)))?;
-    let count = if n.is_nan() || n <= 0.0 { 0.0 } else { n.ceil() };
+    let n = c(
+        e,
+        v::to_number(o.get("length").unwrap_or(&Value::Undefined)),
+    )?;
+    let count = if n.is_nan() || n <= 0.0 {
+        0.0
+    } else {
+        n.ceil()
+    };
     it.check_elements(count)?;
     Ok((0..count as u64)
         .map(|i| o.get(&i.to_string()).cloned().unwrap_or_default())
@@ -134,7 +181,10 @@ fn attr_key(e: &Expr, value: &Value) -> R<String> {
 
 fn attr(e: &Expr, value: &Value, key: &str) -> R<Value> {
     if matches!(value, Value::Undefined | Value::Null) {
-        return Err(err(e, "Cannot read a template attribute from a nullish value"));
+        return Err(err(
+            e,
+            "Cannot read a template attribute from a nullish value",
+        ));
     }
     Ok(lookup_own(value, key))
 }
@@ -159,7 +209,10 @@ fn attr_path(e: &Expr, value: &Value, path: &[String]) -> R<Value> {
     let mut cur = value.clone();
     for seg in path {
         if matches!(cur, Value::Undefined | Value::Null) {
-            return Err(err(e, "Cannot read a template attribute from a nullish value"));
+            return Err(err(
+                e,
+                "Cannot read a template attribute from a nullish value",
+            ));
         }
         cur = lookup_own(&cur, seg);
     }
@@ -223,11 +276,18 @@ pub fn apply_filter(
 ) -> R<Value> {
     if backstage::FILTERS.contains(&name) {
         if !keyword.is_empty() {
-            return Err(err(e, format!("Filter {name} accepts positional arguments only")));
+            return Err(err(
+                e,
+                format!("Filter {name} accepts positional arguments only"),
+            ));
         }
         return backstage::apply(e, name, &input, &positional);
     }
-    let name = if compat && name == "jsonify" { "dump" } else { name };
+    let name = if compat && name == "jsonify" {
+        "dump"
+    } else {
+        name
+    };
     if !BUILTIN_FILTERS.contains(&name) {
         return Err(ExprError::UnknownFilter {
             name: name.to_string(),
@@ -243,7 +303,15 @@ pub fn apply_filter(
     // named parameters; other filters receive keywords as a trailing record.
     let p: Vec<Value> = match name {
         "int" => normalize_args(&["default", "base"], &[], positional, keyword).0,
-        "sort" => normalize_args(&["reverse", "case_sensitive", "attribute"], &[], positional, keyword).0,
+        "sort" => {
+            normalize_args(
+                &["reverse", "case_sensitive", "attribute"],
+                &[],
+                positional,
+                keyword,
+            )
+            .0
+        }
         _ if keyword.is_empty() => positional,
         _ => {
             let mut p = positional;
@@ -281,9 +349,16 @@ fn builtin(it: &mut Interp, e: &Expr, name: &str, input: &Value, p: &[Value]) ->
         }
         "center" => {
             let normalized = normalize_text_input(input);
-            let width = if arg(p, 0).truthy() { arg(p, 0) } else { Value::Num(80.0) };
+            let width = if arg(p, 0).truthy() {
+                arg(p, 0)
+            } else {
+                Value::Num(80.0)
+            };
             let length = direct_length(&normalized);
-            if matches!(c(e, v::order(&length, &width))?, Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)) {
+            if matches!(
+                c(e, v::order(&length, &width))?,
+                Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+            ) {
                 return Ok(normalized);
             }
             let n = c(e, v::to_number(&width))? - c(e, v::to_number(&length))?;
@@ -381,22 +456,37 @@ fn builtin(it: &mut Interp, e: &Expr, name: &str, input: &Value, p: &[Value]) ->
             if matches!(&normalized, Value::Str(s) if s.is_empty()) {
                 return Ok(Value::str(""));
             }
-            let width = if arg(p, 0).truthy() { arg(p, 0) } else { Value::Num(4.0) };
+            let width = if arg(p, 0).truthy() {
+                arg(p, 0)
+            } else {
+                Value::Num(4.0)
+            };
             let first = arg(p, 1).truthy();
             let pad = spaces(it, c(e, v::to_number(&width))?)?;
             let lines: Vec<&str> = t.split('\n').collect();
-            it.check_string(t.len().saturating_add(pad.len().saturating_mul(lines.len())))?;
+            it.check_string(
+                t.len()
+                    .saturating_add(pad.len().saturating_mul(lines.len())),
+            )?;
             let out: Vec<String> = lines
                 .iter()
                 .enumerate()
-                .map(|(i, l)| if i > 0 || first { format!("{pad}{l}") } else { l.to_string() })
+                .map(|(i, l)| {
+                    if i > 0 || first {
+                        format!("{pad}{l}")
+                    } else {
+                        l.to_string()
+                    }
+                })
                 .collect();
             copy_safeness(&normalized, out.join("\n"))
         }
         "length" => match input {
             Value::Array(a) => Value::Num(a.len() as f64),
             Value::Object(o) => Value::Num(o.len() as f64),
-            Value::Str(_) | Value::Safe(_) => Value::Num(v::js_len(input.text().unwrap_or("")) as f64),
+            Value::Str(_) | Value::Safe(_) => {
+                Value::Num(v::js_len(input.text().unwrap_or("")) as f64)
+            }
             Value::Undefined | Value::Null | Value::Bool(false) => Value::Num(0.0),
             _ => Value::Undefined,
         },
@@ -406,7 +496,10 @@ fn builtin(it: &mut Interp, e: &Expr, name: &str, input: &Value, p: &[Value]) ->
             Value::Object(o) => Value::array(
                 o.entries()
                     .map(|(k, x)| {
-                        Value::object([(Rc::from("key"), Value::Str(k.clone())), (Rc::from("value"), x.clone())])
+                        Value::object([
+                            (Rc::from("key"), Value::Str(k.clone())),
+                            (Rc::from("value"), x.clone()),
+                        ])
                     })
                     .collect(),
             ),
@@ -424,7 +517,11 @@ fn builtin(it: &mut Interp, e: &Expr, name: &str, input: &Value, p: &[Value]) ->
         "random" => random(it, e, input)?,
         "replace" => replace(e, input, p)?,
         "round" => {
-            let precision = if arg(p, 0).truthy() { arg(p, 0) } else { Value::Num(0.0) };
+            let precision = if arg(p, 0).truthy() {
+                arg(p, 0)
+            } else {
+                Value::Num(0.0)
+            };
             let factor = 10f64.powf(c(e, v::to_number(&precision))?);
             let x = c(e, v::to_number(input))? * factor;
             let r = match &arg(p, 1) {
@@ -445,7 +542,10 @@ fn builtin(it: &mut Interp, e: &Expr, name: &str, input: &Value, p: &[Value]) ->
             let t = strip_tags(e, text(e, &normalized)?)?;
             let t = t.trim_matches(super::lexer::is_js_space);
             let out = if arg(p, 0).truthy() {
-                let lines: Vec<String> = t.split('\n').map(|l| l.trim_matches(' ').to_string()).collect();
+                let lines: Vec<String> = t
+                    .split('\n')
+                    .map(|l| l.trim_matches(' ').to_string())
+                    .collect();
                 let joined = lines.join("\n");
                 let collapsed = collapse(&joined, |c| c == ' ', " ");
                 let collapsed = collapsed.replace("\r\n", "\n");
@@ -475,7 +575,12 @@ fn builtin(it: &mut Interp, e: &Expr, name: &str, input: &Value, p: &[Value]) ->
                 .collect();
             copy_safeness(input, words.join(" "))
         }
-        "trim" => copy_safeness(input, text(e, input)?.trim_matches(super::lexer::is_js_space).to_string()),
+        "trim" => copy_safeness(
+            input,
+            text(e, input)?
+                .trim_matches(super::lexer::is_js_space)
+                .to_string(),
+        ),
         "truncate" => truncate(e, input, p)?,
         "urlencode" => Value::str(urlencode(e, input)?),
         "urlize" => Value::str(urlize(e, input, p)?),
@@ -584,7 +689,11 @@ fn parse_int(s: &str, base: f64) -> f64 {
     } else if let Some(r) = t.strip_prefix('+') {
         t = r;
     }
-    let mut radix = if base.is_nan() || base == 0.0 { 0 } else { base as i64 };
+    let mut radix = if base.is_nan() || base == 0.0 {
+        0
+    } else {
+        base as i64
+    };
     if radix != 0 && !(2..=36).contains(&radix) {
         return f64::NAN;
     }
@@ -598,7 +707,9 @@ fn parse_int(s: &str, base: f64) -> f64 {
     let mut value = 0f64;
     let mut any = false;
     for ch in t.chars() {
-        let Some(d) = ch.to_digit(radix as u32) else { break };
+        let Some(d) = ch.to_digit(radix as u32) else {
+            break;
+        };
         value = value * radix as f64 + f64::from(d);
         any = true;
     }
@@ -652,10 +763,15 @@ fn dictsort(e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
         Value::Str(s) if &*s == "value" => true,
         _ => return Err(err(e, "dictsort can only sort by key or value")),
     };
-    let mut entries: Vec<(Value, Value)> = o.entries().map(|(k, x)| (Value::Str(k.clone()), x.clone())).collect();
+    let mut entries: Vec<(Value, Value)> = o
+        .entries()
+        .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
+        .collect();
     let norm = |x: &Value| -> Value {
         match x {
-            Value::Str(_) | Value::Safe(_) if !case_sensitive => Value::str(js_upper(x.text().unwrap_or(""))),
+            Value::Str(_) | Value::Safe(_) if !case_sensitive => {
+                Value::str(js_upper(x.text().unwrap_or("")))
+            }
             other => other.clone(),
         }
     };
@@ -663,7 +779,11 @@ fn dictsort(e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
     // The comparator is not a total order for mixed values; insertion sort
     // mirrors a stable merge of pairwise decisions without panicking.
     let cmp = |a: &(Value, Value), b: &(Value, Value), failed: &mut bool| -> std::cmp::Ordering {
-        let (x, y) = if by_value { (norm(&a.1), norm(&b.1)) } else { (norm(&a.0), norm(&b.0)) };
+        let (x, y) = if by_value {
+            (norm(&a.1), norm(&b.1))
+        } else {
+            (norm(&a.0), norm(&b.0))
+        };
         match v::order(&x, &y) {
             Ok(Some(std::cmp::Ordering::Greater)) => std::cmp::Ordering::Greater,
             Ok(_) if v::strict_equal(&x, &y) => std::cmp::Ordering::Equal,
@@ -678,7 +798,12 @@ fn dictsort(e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
     if failed {
         return Err(err(e, "Callable values cannot be sorted"));
     }
-    Ok(Value::array(entries.into_iter().map(|(k, x)| Value::array(vec![k, x])).collect()))
+    Ok(Value::array(
+        entries
+            .into_iter()
+            .map(|(k, x)| Value::array(vec![k, x]))
+            .collect(),
+    ))
 }
 
 /// A stable merge sort that tolerates inconsistent comparators.
@@ -715,20 +840,35 @@ fn stable_sort<T: Clone>(items: &mut [T], mut cmp: impl FnMut(&T, &T) -> std::cm
 fn edge(e: &Expr, input: &Value, last: bool) -> R<Value> {
     Ok(match input {
         Value::Undefined | Value::Null => {
-            return Err(err(e, format!("{} requires a sequence", if last { "last" } else { "first" })))
+            return Err(err(
+                e,
+                format!(
+                    "{} requires a sequence",
+                    if last { "last" } else { "first" }
+                ),
+            ))
         }
-        Value::Array(a) => (if last { a.last() } else { a.first() }).cloned().unwrap_or_default(),
+        Value::Array(a) => (if last { a.last() } else { a.first() })
+            .cloned()
+            .unwrap_or_default(),
         Value::Str(_) | Value::Safe(_) => {
             let t = input.text().unwrap_or("");
-            (if last { t.chars().next_back() } else { t.chars().next() })
-                .map(|ch| Value::str(ch.to_string()))
-                .unwrap_or_default()
+            (if last {
+                t.chars().next_back()
+            } else {
+                t.chars().next()
+            })
+            .map(|ch| Value::str(ch.to_string()))
+            .unwrap_or_default()
         }
         Value::Object(o) => {
             if !last {
                 return Ok(o.get("0").cloned().unwrap_or_default());
             }
-            let n = c(e, v::to_number(o.get("length").unwrap_or(&Value::Undefined)))? - 1.0;
+            let n = c(
+                e,
+                v::to_number(o.get("length").unwrap_or(&Value::Undefined)),
+            )? - 1.0;
             o.get(&v::format_number(n)).cloned().unwrap_or_default()
         }
         _ => Value::Undefined,
@@ -749,9 +889,14 @@ fn random(_it: &Interp, e: &Expr, input: &Value) -> R<Value> {
     Ok(match input {
         Value::Undefined | Value::Null => return Err(err(e, "random requires a sequence")),
         Value::Object(o) => {
-            let n = c(e, v::to_number(o.get("length").unwrap_or(&Value::Undefined)))?;
+            let n = c(
+                e,
+                v::to_number(o.get("length").unwrap_or(&Value::Undefined)),
+            )?;
             if n.is_finite() && n >= 1.0 && n.fract() == 0.0 {
-                o.get(&pick(n as usize).to_string()).cloned().unwrap_or_default()
+                o.get(&pick(n as usize).to_string())
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 Value::Undefined
             }
@@ -786,7 +931,11 @@ fn groupby(it: &Interp, e: &Expr, input: &Value, attribute: &Value) -> R<Value> 
             None => groups.push((key, vec![x])),
         }
     }
-    Ok(Value::object(groups.into_iter().map(|(k, g)| (Rc::from(k.as_str()), Value::array(g)))))
+    Ok(Value::object(
+        groups
+            .into_iter()
+            .map(|(k, g)| (Rc::from(k.as_str()), Value::array(g))),
+    ))
 }
 
 fn optional_attr(e: &Expr, value: &Value) -> R<Option<String>> {
@@ -799,7 +948,10 @@ fn optional_attr(e: &Expr, value: &Value) -> R<Option<String>> {
 fn project(it: &Interp, e: &Expr, input: &Value, key: &str) -> R<Vec<Value>> {
     Ok(match input {
         Value::Array(a) => a.iter().map(|x| attr(e, x, key)).collect::<R<_>>()?,
-        Value::Str(s) => chars_of(s).iter().map(|x| attr(e, x, key)).collect::<R<_>>()?,
+        Value::Str(s) => chars_of(s)
+            .iter()
+            .map(|x| attr(e, x, key))
+            .collect::<R<_>>()?,
         Value::Object(o) => map_record_values(it, e, o)?
             .iter()
             .map(|x| attr(e, x, key))
@@ -813,7 +965,11 @@ fn project(it: &Interp, e: &Expr, input: &Value, key: &str) -> R<Vec<Value>> {
 }
 
 fn join(it: &Interp, e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
-    let sep = if arg(p, 0).truthy() { c(e, v::to_js_string(&arg(p, 0)))? } else { String::new() };
+    let sep = if arg(p, 0).truthy() {
+        c(e, v::to_js_string(&arg(p, 0)))?
+    } else {
+        String::new()
+    };
     let items = match optional_attr(e, &arg(p, 1))? {
         None => match input {
             Value::Array(a) => a.as_ref().clone(),
@@ -868,6 +1024,12 @@ fn sort(it: &Interp, e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
     let reverse = arg(p, 0).truthy();
     let case_sensitive = arg(p, 1).truthy();
     let path = getter_path(e, &arg(p, 2))?;
+    // Like `Array.prototype.sort`, undefined items go last uncompared.
+    let undefined = values
+        .iter()
+        .filter(|x| matches!(x, Value::Undefined))
+        .count();
+    values.retain(|x| !matches!(x, Value::Undefined));
     let mut keyed: Vec<(Value, Value)> = Vec::with_capacity(values.len());
     for x in values.drain(..) {
         let k = attr_path(e, &x, &path)?;
@@ -905,7 +1067,9 @@ fn sort(it: &Interp, e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
     if failed {
         return Err(err(e, "Callable values cannot be sorted"));
     }
-    Ok(Value::array(keyed.into_iter().map(|(_, x)| x).collect()))
+    let mut out: Vec<Value> = keyed.into_iter().map(|(_, x)| x).collect();
+    out.extend(std::iter::repeat_n(Value::Undefined, undefined));
+    Ok(Value::array(out))
 }
 
 fn select(it: &Interp, e: &Expr, input: &Value, p: &[Value], keep: bool) -> R<Value> {
@@ -917,14 +1081,29 @@ fn select(it: &Interp, e: &Expr, input: &Value, p: &[Value], keep: bool) -> R<Va
         return Err(ExprError::UnknownTest { name: test });
     };
     if matches!(input, Value::Undefined | Value::Null) {
-        return Err(err(e, format!("{} requires a sequence", if keep { "select" } else { "reject" })));
+        return Err(err(
+            e,
+            format!(
+                "{} requires a sequence",
+                if keep { "select" } else { "reject" }
+            ),
+        ));
     }
     let values = match input {
         Value::Object(o) => {
-            let n = c(e, v::to_number(o.get("length").unwrap_or(&Value::Undefined)))?;
-            let count = if n.is_nan() || n <= 0.0 { 0.0 } else { n.floor() };
+            let n = c(
+                e,
+                v::to_number(o.get("length").unwrap_or(&Value::Undefined)),
+            )?;
+            let count = if n.is_nan() || n <= 0.0 {
+                0.0
+            } else {
+                n.floor()
+            };
             it.check_elements(count)?;
-            (0..count as u64).filter_map(|i| o.get(&i.to_string()).cloned()).collect()
+            (0..count as u64)
+                .filter_map(|i| o.get(&i.to_string()).cloned())
+                .collect()
         }
         other => match sequence(other) {
             Some(v) => v,
@@ -933,7 +1112,13 @@ fn select(it: &Interp, e: &Expr, input: &Value, p: &[Value], keep: bool) -> R<Va
     };
     let args = p.get(1..).unwrap_or(&[]);
     if args.len() != arity {
-        return Err(err(e, format!("Template test {test} requires {arity} positional argument{}", if arity == 1 { "" } else { "s" })));
+        return Err(err(
+            e,
+            format!(
+                "Template test {test} requires {arity} positional argument{}",
+                if arity == 1 { "" } else { "s" }
+            ),
+        ));
     }
     let mut out = Vec::new();
     for x in values {
@@ -951,8 +1136,21 @@ fn replace(e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
         Value::Undefined => Value::Num(-1.0),
         m => m,
     };
-    if let Value::Regex(_) = search {
-        return Err(err(e, "Regular-expression replacement is disabled"));
+    if let Value::Regex(r) = &search {
+        // The `regex` crate matches in linear time, so template-controlled
+        // patterns cannot cause catastrophic backtracking.
+        let Some(t) = input.text() else {
+            return Err(err(e, "Regular-expression replacement requires a string"));
+        };
+        let re = regex::Regex::new(&super::lexer::translate_regex(&r.source, &r.flags))
+            .map_err(|_| err(e, "Unsupported regular expression"))?;
+        let rep = c(e, v::to_js_string(&replacement))?;
+        let out = if r.flags.contains('g') {
+            re.replace_all(t, regex::NoExpand(&rep))
+        } else {
+            re.replace(t, regex::NoExpand(&rep))
+        };
+        return Ok(Value::str(out.into_owned()));
     }
     if !matches!(search, Value::Str(_) | Value::Num(_)) {
         return Ok(input.clone());
@@ -967,9 +1165,16 @@ fn replace(e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
     let needle = c(e, v::to_js_string(&search))?;
     let rep = c(e, v::to_js_string(&replacement))?;
     if needle.is_empty() {
-        let sep = if matches!(replacement, Value::Undefined) { "," } else { rep.as_str() };
+        let sep = if matches!(replacement, Value::Undefined) {
+            ","
+        } else {
+            rep.as_str()
+        };
         let chars: Vec<String> = t.chars().map(|ch| ch.to_string()).collect();
-        return Ok(copy_safeness(&coerced, format!("{rep}{}{rep}", chars.join(sep))));
+        return Ok(copy_safeness(
+            &coerced,
+            format!("{rep}{}{rep}", chars.join(sep)),
+        ));
     }
     let is_zero = matches!(maximum, Value::Num(n) if n == 0.0);
     if is_zero || !t.contains(&needle) {
@@ -1017,7 +1222,10 @@ fn slice(it: &Interp, e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
             if fill.truthy() && i >= extra {
                 return Err(err(e, "slice cannot append a fill value to a string"));
             }
-            let s: String = part.iter().filter_map(|x| x.text().map(str::to_string)).collect();
+            let s: String = part
+                .iter()
+                .filter_map(|x| x.text().map(str::to_string))
+                .collect();
             out.push(Value::str(s));
         } else {
             let mut part = part;
@@ -1032,9 +1240,16 @@ fn slice(it: &Interp, e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
 
 fn truncate(e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
     let normalized = normalize_text_input(input);
-    let length_value = if arg(p, 0).truthy() { arg(p, 0) } else { Value::Num(255.0) };
+    let length_value = if arg(p, 0).truthy() {
+        arg(p, 0)
+    } else {
+        Value::Num(255.0)
+    };
     let input_length = direct_length(&normalized);
-    if matches!(c(e, v::order(&input_length, &length_value))?, Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)) {
+    if matches!(
+        c(e, v::order(&input_length, &length_value))?,
+        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+    ) {
         return Ok(normalized);
     }
     let t = text(e, &normalized)?;
@@ -1050,11 +1265,15 @@ fn truncate(e: &Expr, input: &Value, p: &[Value]) -> R<Value> {
     let truncated = if arg(p, 1).truthy() {
         String::from_utf16_lossy(&units[..clamp(length)])
     } else {
-        let from = clamp(length);
+        let from = if length.is_nan() {
+            units.len()
+        } else {
+            clamp(length)
+        };
         let space = units[..(from + 1).min(units.len())]
             .iter()
             .rposition(|u| *u == u16::from(b' '));
-        String::from_utf16_lossy(&units[..space.unwrap_or(from)])
+        String::from_utf16_lossy(&units[..space.unwrap_or(clamp(length))])
     };
     let end = match arg(p, 2) {
         Value::Undefined | Value::Null => "...".to_string(),
@@ -1111,11 +1330,18 @@ fn urlize(e: &Expr, input: &Value, p: &[Value]) -> R<String> {
             }
         }
     };
-    let nofollow = if matches!(arg(p, 1), Value::Bool(true)) { " rel=\"nofollow\"" } else { "" };
+    let nofollow = if matches!(arg(p, 1), Value::Bool(true)) {
+        " rel=\"nofollow\""
+    } else {
+        ""
+    };
     let t = text(e, input)?;
-    let punct = regex::Regex::new(r"(?s)^(?:\(|<|&lt;)?(.*?)(?:\.|,|\)|\n|&gt;)?$").map_err(|_| err(e, "internal regex error"))?;
-    let email = regex::Regex::new(r"(?i)^[\w.!#$%&'*+\-/=?^`{|}~]+@[a-z\d-]+(?:\.[a-z\d-]+)+$").map_err(|_| err(e, "internal regex error"))?;
-    let domain = regex::Regex::new(r"\.(?:org|net|com)(?::|/|$)").map_err(|_| err(e, "internal regex error"))?;
+    let punct = regex::Regex::new(r"(?s)^(?:\(|<|&lt;)?(.*?)(?:\.|,|\)|\n|&gt;)?$")
+        .map_err(|_| err(e, "internal regex error"))?;
+    let email = regex::Regex::new(r"(?i)^[\w.!#$%&'*+\-/=?^`{|}~]+@[a-z\d-]+(?:\.[a-z\d-]+)+$")
+        .map_err(|_| err(e, "internal regex error"))?;
+    let domain = regex::Regex::new(r"\.(?:org|net|com)(?::|/|$)")
+        .map_err(|_| err(e, "internal regex error"))?;
     let mut out = String::new();
     let mut word = String::new();
     let mut words: Vec<String> = Vec::new();
@@ -1143,11 +1369,15 @@ fn urlize(e: &Expr, input: &Value, p: &[Value]) -> R<String> {
         if possible.starts_with("http://") || possible.starts_with("https://") {
             out.push_str(&format!("<a href=\"{possible}\"{nofollow}>{short}</a>"));
         } else if possible.starts_with("www.") {
-            out.push_str(&format!("<a href=\"http://{possible}\"{nofollow}>{short}</a>"));
+            out.push_str(&format!(
+                "<a href=\"http://{possible}\"{nofollow}>{short}</a>"
+            ));
         } else if email.is_match(&possible) {
             out.push_str(&format!("<a href=\"mailto:{possible}\">{possible}</a>"));
         } else if domain.is_match(&possible) {
-            out.push_str(&format!("<a href=\"http://{possible}\"{nofollow}>{short}</a>"));
+            out.push_str(&format!(
+                "<a href=\"http://{possible}\"{nofollow}>{short}</a>"
+            ));
         } else {
             out.push_str(&w);
         }

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ast::{Args, BinOp, CmpOp, Expr, ExprKind, Lit, MacroDef, Node};
-use super::value::{
-    self as v, Callable, CyclerState, JoinerState, MacroClosure, RegexLit, Value,
-};
+use super::value::{self as v, Callable, CyclerState, JoinerState, MacroClosure, RegexLit, Value};
 use super::{filters, ExprError, LimitKind, Limits};
 
 /// A shared scope handle.
@@ -122,9 +120,17 @@ pub struct Interp<'a> {
     cycler: Value,
     joiner: Value,
     loop_lengths: Vec<HashMap<usize, Value>>,
+    stack_base: usize,
 }
 
+/// Stack a render may use before it fails with a depth error. Threads of
+/// async runtimes commonly have 2 MiB stacks; this keeps well inside them.
+const STACK_BUDGET: usize = 768 * 1024;
+
 type R<T> = Result<T, ExprError>;
+
+/// Evaluated positional and keyword arguments.
+type ArgValues = (Vec<Value>, Vec<(String, Value)>);
 
 fn runtime(e: &Expr, message: impl Into<String>) -> ExprError {
     ExprError::Runtime {
@@ -156,6 +162,10 @@ impl<'a> Interp<'a> {
             cycler: Value::Callable(Rc::new(Callable::CyclerCtor)),
             joiner: Value::Callable(Rc::new(Callable::JoinerCtor)),
             loop_lengths: vec![HashMap::new()],
+            stack_base: {
+                let marker = 0u8;
+                std::ptr::addr_of!(marker) as usize
+            },
         }
     }
 
@@ -209,12 +219,20 @@ impl<'a> Interp<'a> {
 
     fn enter(&mut self) -> R<()> {
         self.depth += 1;
-        if self.depth > self.limits.max_depth * 8 {
+        if self.depth > self.limits.max_depth * 8 || self.stack_used() > STACK_BUDGET {
             return Err(ExprError::LimitExceeded {
                 limit: LimitKind::Depth,
             });
         }
         self.tick()
+    }
+
+    /// Approximate bytes of stack used since the render started, measured
+    /// from the address of a local (no unsafe code involved).
+    fn stack_used(&self) -> usize {
+        let marker = 0u8;
+        let here = std::ptr::addr_of!(marker) as usize;
+        here.abs_diff(self.stack_base)
     }
 
     /// Runs `f` with a fresh taint flag; returns its result and whether it
@@ -308,10 +326,16 @@ impl<'a> Interp<'a> {
                 let (text, tainted) = self.tainted(|me| {
                     let callee = me.expr(target, ctx)?;
                     let Value::Callable(c) = &callee else {
-                        return Err(runtime(target, "Call blocks can target only template macros"));
+                        return Err(runtime(
+                            target,
+                            "Call blocks can target only template macros",
+                        ));
                     };
                     let Callable::Macro(m) = c.as_ref() else {
-                        return Err(runtime(target, "Call blocks can target only template macros"));
+                        return Err(runtime(
+                            target,
+                            "Call blocks can target only template macros",
+                        ));
                     };
                     let (positional, mut keyword) = me.args(args, ctx)?;
                     let caller = Value::Callable(Rc::new(Callable::Macro(Rc::new(MacroClosure {
@@ -394,7 +418,10 @@ impl<'a> Interp<'a> {
         let (length, items) = self.loop_entries(iter, &value, targets.len())?;
         let key = node as *const Node as usize;
         let frame = self.loop_lengths.len() - 1;
-        let mut loop_length = self.loop_lengths[frame].get(&key).cloned().unwrap_or_default();
+        let mut loop_length = self.loop_lengths[frame]
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
         if value.truthy() {
             loop_length = length;
             self.loop_lengths[frame].insert(key, loop_length.clone());
@@ -446,7 +473,8 @@ impl<'a> Interp<'a> {
     /// The loop length and items of an iterable, following Nunjucks' rules
     /// for one or several loop targets.
     fn loop_entries(&mut self, e: &Expr, value: &Value, targets: usize) -> R<(Value, Vec<Value>)> {
-        let chars = |s: &str| -> Vec<Value> { s.chars().map(|c| Value::str(c.to_string())).collect() };
+        let chars =
+            |s: &str| -> Vec<Value> { s.chars().map(|c| Value::str(c.to_string())).collect() };
         Ok(match value {
             Value::Array(a) => (Value::Num(a.len() as f64), a.as_ref().clone()),
             Value::Safe(s) => {
@@ -461,14 +489,20 @@ impl<'a> Interp<'a> {
                 let items: Vec<Value> = s
                     .chars()
                     .enumerate()
-                    .map(|(i, c)| Value::array(vec![Value::str(i.to_string()), Value::str(c.to_string())]))
+                    .map(|(i, c)| {
+                        Value::array(vec![Value::str(i.to_string()), Value::str(c.to_string())])
+                    })
                     .collect();
                 (Value::Num(items.len() as f64), items)
             }
             Value::Object(o) if targets == 1 => {
                 let length = o.get("length").cloned().unwrap_or_default();
                 let n = coerce(e, v::to_number(&length))?;
-                let count = if n.is_nan() || n <= 0.0 { 0.0 } else { n.ceil() };
+                let count = if n.is_nan() || n <= 0.0 {
+                    0.0
+                } else {
+                    n.ceil()
+                };
                 if count > self.limits.max_loop_iterations as f64 {
                     return Err(ExprError::LimitExceeded {
                         limit: LimitKind::LoopIterations,
@@ -490,7 +524,7 @@ impl<'a> Interp<'a> {
         })
     }
 
-    fn args(&mut self, args: &Args, ctx: &Ctx) -> R<(Vec<Value>, Vec<(String, Value)>)> {
+    fn args(&mut self, args: &Args, ctx: &Ctx) -> R<ArgValues> {
         let mut positional = Vec::with_capacity(args.positional.len());
         for a in &args.positional {
             positional.push(self.expr(a, ctx)?);
@@ -545,7 +579,12 @@ impl<'a> Interp<'a> {
         let (positional, keyword) = normalize_args(&names, &defaults, positional, keyword);
         let declares_caller = names.contains(&"caller") || defaults.contains(&"caller");
         for (i, name) in def.positional.iter().enumerate() {
-            local.set(name, positional.get(i).cloned().unwrap_or_default(), false, true);
+            local.set(
+                name,
+                positional.get(i).cloned().unwrap_or_default(),
+                false,
+                true,
+            );
         }
         for (name, default) in &def.defaults {
             let value = match keyword.iter().find(|(k, _)| k == name) {
@@ -790,7 +829,7 @@ impl<'a> Interp<'a> {
 
     /// Bounds the element count of intermediate arrays.
     pub fn check_elements(&self, count: f64) -> R<()> {
-        if !(count <= self.limits.max_loop_iterations as f64) {
+        if count.is_nan() || count > self.limits.max_loop_iterations as f64 {
             return Err(ExprError::LimitExceeded {
                 limit: LimitKind::ValueSize,
             });
@@ -798,17 +837,30 @@ impl<'a> Interp<'a> {
         Ok(())
     }
 
-    fn test(&mut self, e: &Expr, left: &Expr, name: &str, args: Option<&Args>, ctx: &Ctx) -> R<Value> {
+    fn test(
+        &mut self,
+        e: &Expr,
+        left: &Expr,
+        name: &str,
+        args: Option<&Args>,
+        ctx: &Ctx,
+    ) -> R<Value> {
         let Some(arity) = filters::test_arity(name) else {
             return Err(ExprError::UnknownTest {
                 name: name.to_string(),
             });
         };
         let given = args.map_or(0, |a| a.positional.len());
-        if args.is_some_and(|a| !a.keyword.is_empty()) || (args.is_some() && given != arity) || (args.is_none() && arity != 0) {
+        if args.is_some_and(|a| !a.keyword.is_empty())
+            || (args.is_some() && given != arity)
+            || (args.is_none() && arity != 0)
+        {
             return Err(runtime(
                 e,
-                format!("Template test {name} requires {arity} positional argument{}", if arity == 1 { "" } else { "s" }),
+                format!(
+                    "Template test {name} requires {arity} positional argument{}",
+                    if arity == 1 { "" } else { "s" }
+                ),
             ));
         }
         let input = self.expr(left, ctx)?;
@@ -816,31 +868,57 @@ impl<'a> Interp<'a> {
         if let Some(a) = args {
             positional = self.args(a, ctx)?.0;
         }
-        Ok(Value::Bool(filters::apply_test(e, name, &input, &positional)?))
+        Ok(Value::Bool(filters::apply_test(
+            e,
+            name,
+            &input,
+            &positional,
+        )?))
     }
 
-    fn call(&mut self, e: &Expr, c: &Rc<Callable>, positional: Vec<Value>, keyword: Vec<(String, Value)>, ctx: &Ctx) -> R<Value> {
+    fn call(
+        &mut self,
+        e: &Expr,
+        c: &Rc<Callable>,
+        positional: Vec<Value>,
+        keyword: Vec<(String, Value)>,
+        ctx: &Ctx,
+    ) -> R<Value> {
         if let Callable::Macro(m) = c.as_ref() {
             return self.invoke_macro(e, m, positional, keyword, ctx);
         }
         if !keyword.is_empty() {
-            return Err(runtime(e, "Built-in functions accept positional arguments only"));
+            return Err(runtime(
+                e,
+                "Built-in functions accept positional arguments only",
+            ));
         }
         if positional.iter().any(Value::contains_callable) {
-            return Err(runtime(e, "Callable values cannot be passed to built-in functions"));
+            return Err(runtime(
+                e,
+                "Callable values cannot be passed to built-in functions",
+            ));
         }
         match c.as_ref() {
             Callable::Range => self.range_values(e, positional),
-            Callable::CyclerCtor => Ok(Value::Callable(Rc::new(Callable::Cycler(Rc::new(CyclerState {
-                values: positional,
-                index: Cell::new(-1),
-            }))))),
+            Callable::CyclerCtor => Ok(Value::Callable(Rc::new(Callable::Cycler(Rc::new(
+                CyclerState {
+                    values: positional,
+                    index: Cell::new(-1),
+                },
+            ))))),
             Callable::JoinerCtor => {
-                let sep = positional.into_iter().next().filter(Value::truthy).unwrap_or(Value::str(","));
-                Ok(Value::Callable(Rc::new(Callable::Joiner(Rc::new(JoinerState {
-                    separator: sep,
-                    used: Cell::new(false),
-                })))))
+                let sep = positional
+                    .into_iter()
+                    .next()
+                    .filter(Value::truthy)
+                    .unwrap_or(Value::str(","));
+                Ok(Value::Callable(Rc::new(Callable::Joiner(Rc::new(
+                    JoinerState {
+                        separator: sep,
+                        used: Cell::new(false),
+                    },
+                )))))
             }
             Callable::Joiner(state) => {
                 if state.used.replace(true) {
@@ -862,9 +940,10 @@ impl<'a> Interp<'a> {
                 state.index.set(-1);
                 Ok(Value::Undefined)
             }
-            Callable::Cycler(_) | Callable::Macro(_) => {
-                Err(runtime(e, "Interpreter builtin object is not directly callable"))
-            }
+            Callable::Cycler(_) | Callable::Macro(_) => Err(runtime(
+                e,
+                "Interpreter builtin object is not directly callable",
+            )),
         }
     }
 
@@ -885,7 +964,8 @@ impl<'a> Interp<'a> {
         } else if !step.truthy() {
             step = Value::Num(1.0);
         }
-        let positive = coerce(e, v::order(&step, &Value::Num(0.0)))? == Some(std::cmp::Ordering::Greater);
+        let positive =
+            coerce(e, v::order(&step, &Value::Num(0.0)))? == Some(std::cmp::Ordering::Greater);
         let mut out = Vec::new();
         let mut value = start;
         loop {
@@ -907,7 +987,15 @@ impl<'a> Interp<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn slice(&mut self, e: &Expr, input: &Value, start: Option<&Expr>, stop: Option<&Expr>, step: &Expr, ctx: &Ctx) -> R<Value> {
+    fn slice(
+        &mut self,
+        e: &Expr,
+        input: &Value,
+        start: Option<&Expr>,
+        stop: Option<&Expr>,
+        step: &Expr,
+        ctx: &Ctx,
+    ) -> R<Value> {
         if matches!(input, Value::Callable(_)) {
             return Err(runtime(e, "Callable values cannot be sliced"));
         }
@@ -928,7 +1016,10 @@ impl<'a> Interp<'a> {
         let step = self.expr(step, ctx)?;
         let nstep = coerce(e, v::to_number(&step))?;
         if !nstep.is_finite() || nstep == 0.0 {
-            return Err(runtime(e, "Slice step must have finite non-zero numeric coercion"));
+            return Err(runtime(
+                e,
+                "Slice step must have finite non-zero numeric coercion",
+            ));
         }
         use std::cmp::Ordering::{Greater, Less};
         let ord = |a: &Value, b: &Value| coerce(e, v::order(a, b));
@@ -942,7 +1033,11 @@ impl<'a> Interp<'a> {
             };
         }
         if matches!(stop, Value::Null) {
-            stop = if negative { Value::Num(-1.0) } else { length.clone() };
+            stop = if negative {
+                Value::Num(-1.0)
+            } else {
+                length.clone()
+            };
         } else if ord(&stop, &zero)? == Some(Less) {
             stop = coerce(e, v::add(&stop, &length))?;
         }
@@ -956,7 +1051,9 @@ impl<'a> Interp<'a> {
                 break;
             }
             let o = ord(&index, &stop)?;
-            if (!negative && matches!(o, Some(std::cmp::Ordering::Equal | Greater))) || (negative && matches!(o, Some(std::cmp::Ordering::Equal | Less))) {
+            if (!negative && matches!(o, Some(std::cmp::Ordering::Equal | Greater)))
+                || (negative && matches!(o, Some(std::cmp::Ordering::Equal | Less)))
+            {
                 break;
             }
             self.tick()?;
@@ -980,7 +1077,9 @@ fn fresh(value: Value) -> Value {
 /// Own-property lookup over template values.
 pub fn lookup_own(target: &Value, key: &str) -> Value {
     let index_of = |len: usize| -> Option<usize> {
-        v::canonical_index(key).map(|i| i as usize).filter(|i| *i < len)
+        v::canonical_index(key)
+            .map(|i| i as usize)
+            .filter(|i| *i < len)
     };
     let char_at = |s: &str| -> Value {
         let units: Vec<u16> = s.encode_utf16().collect();
@@ -1017,7 +1116,11 @@ fn destructure(value: &Value, index: usize) -> Result<Value, &'static str> {
         Value::Undefined | Value::Null => Err("Cannot destructure a nullish loop value"),
         Value::Array(a) => Ok(a.get(index).cloned().unwrap_or_default()),
         Value::Object(o) => Ok(o.get(&index.to_string()).cloned().unwrap_or_default()),
-        Value::Str(s) => Ok(s.chars().nth(index).map(|c| Value::str(c.to_string())).unwrap_or_default()),
+        Value::Str(s) => Ok(s
+            .chars()
+            .nth(index)
+            .map(|c| Value::str(c.to_string()))
+            .unwrap_or_default()),
         _ => Ok(Value::Undefined),
     }
 }
@@ -1045,7 +1148,10 @@ fn contains(e: &Expr, hay: &Value, needle: &Value) -> R<bool> {
         }
         Value::Array(a) => Ok(a.iter().any(|x| v::strict_equal(x, needle))),
         Value::Object(o) => Ok(o.has(&coerce(e, v::to_js_string(needle))?)),
-        _ => Err(runtime(e, "Membership requires an array, record, or string")),
+        _ => Err(runtime(
+            e,
+            "Membership requires an array, record, or string",
+        )),
     }
 }
 

@@ -81,11 +81,13 @@ pub fn scan_identifier(src: &str, start: usize, leading_digits: bool) -> Option<
 
 /// Scans a regex literal `r/.../flags` starting at the `r`; returns
 /// `(source, flags, end)`.
-pub fn scan_regex(src: &str, start: usize) -> Result<(String, String, usize), (usize, &'static str)> {
+pub fn scan_regex(
+    src: &str,
+    start: usize,
+) -> Result<(String, String, usize), (usize, &'static str)> {
     let mut pattern = String::new();
     let mut backslashes = 0usize;
-    let mut iter = src[start + 2..].char_indices();
-    while let Some((off, c)) = iter.next() {
+    for (off, c) in src[start + 2..].char_indices() {
         let idx = start + 2 + off;
         if c == '\\' {
             pattern.push(c);
@@ -116,7 +118,10 @@ pub fn scan_regex(src: &str, start: usize) -> Result<(String, String, usize), (u
                 return Err((start, "Unsupported regular-expression flag"));
             }
             if pattern.len() > 16 * 1024 {
-                return Err((start, "Regular-expression literal exceeds the maximum length"));
+                return Err((
+                    start,
+                    "Regular-expression literal exceeds the maximum length",
+                ));
             }
             return Ok((pattern, flags, end));
         }
@@ -367,7 +372,11 @@ pub fn scan_template(src: &str, syntax: Syntax) -> Result<Vec<TemplateToken>, Ex
                 Opening::Comment => "comment",
                 Opening::Variable => "variable",
             };
-            return Err(syntax_error(src, open_at, format!("Unterminated {what} tag")));
+            return Err(syntax_error(
+                src,
+                open_at,
+                format!("Unterminated {what} tag"),
+            ));
         };
         let right_trim = end > content_start && src.as_bytes()[end - 1] == b'-';
         let content = &src[content_start..if right_trim { end - 1 } else { end }];
@@ -401,7 +410,11 @@ pub fn scan_template(src: &str, syntax: Syntax) -> Result<Vec<TemplateToken>, Ex
                     }
                     let Some((body_end, marker_end, line_break)) = find_raw_end(src, i, name)
                     else {
-                        return Err(syntax_error(src, open_at, format!("Missing \"end{name}\" tag")));
+                        return Err(syntax_error(
+                            src,
+                            open_at,
+                            format!("Missing \"end{name}\" tag"),
+                        ));
                     };
                     if line_break {
                         return Err(syntax_error(
@@ -534,8 +547,7 @@ pub fn tokenize(src: &str, line0: u32, col0: u32) -> Result<Vec<Token>, ExprErro
         if let Some(end) = scan_identifier(src, i, after_dot) {
             let word = &src[i..end];
             if word == "r" && bytes.get(end) == Some(&b'/') {
-                let (source, flags, rend) =
-                    scan_regex(src, i).map_err(|(_, m)| err(tl, tc, m))?;
+                let (source, flags, rend) = scan_regex(src, i).map_err(|(_, m)| err(tl, tc, m))?;
                 if regex::Regex::new(&translate_regex(&source, "")).is_err() {
                     return Err(err(tl, tc, "Invalid regular-expression literal"));
                 }
@@ -559,7 +571,13 @@ pub fn tokenize(src: &str, line0: u32, col0: u32) -> Result<Vec<Token>, ExprErro
         }
         let after_operand = matches!(
             prev,
-            Some(Tok::Name(_) | Tok::Num(_) | Tok::Str(_) | Tok::Regex(..) | Tok::Op(")" | "]" | "}"))
+            Some(
+                Tok::Name(_)
+                    | Tok::Num(_)
+                    | Tok::Str(_)
+                    | Tok::Regex(..)
+                    | Tok::Op(")" | "]" | "}")
+            )
         );
         if c == '.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) && !after_operand {
             return Err(err(tl, tc, "Invalid numeric literal"));
@@ -575,7 +593,10 @@ pub fn tokenize(src: &str, line0: u32, col0: u32) -> Result<Vec<Token>, ExprErro
                     end += 1;
                 }
             }
-            if bytes.get(end).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
+            if bytes
+                .get(end)
+                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+            {
                 return Err(err(tl, tc, "Invalid numeric literal"));
             }
             let text = src[i..end].trim_end_matches('.');
@@ -633,11 +654,7 @@ pub fn tokenize(src: &str, line0: u32, col0: u32) -> Result<Vec<Token>, ExprErro
             .iter()
             .find(|o| src[i..].starts_with(**o))
             .copied()
-            .or_else(|| {
-                SINGLE
-                    .find(c)
-                    .map(|p| &SINGLE[p..p + 1])
-            });
+            .or_else(|| SINGLE.find(c).map(|p| &SINGLE[p..p + 1]));
         let Some(op) = op else {
             return Err(err(tl, tc, &format!("Unexpected character {c:?}")));
         };

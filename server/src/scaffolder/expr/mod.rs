@@ -260,7 +260,12 @@ impl Engine {
     }
 
     /// Parses and renders a template.
-    pub fn render_str(&self, src: &str, syntax: Syntax, ctx: &Context) -> Result<Rendered, ExprError> {
+    pub fn render_str(
+        &self,
+        src: &str,
+        syntax: Syntax,
+        ctx: &Context,
+    ) -> Result<Rendered, ExprError> {
         self.render(&self.parse(src, syntax)?, ctx)
     }
 
@@ -273,12 +278,11 @@ impl Engine {
             let mut it = interp::Interp::new(&self.limits, false);
             let (value, tainted) = it.eval_root(e, &ctx.scope())?;
             let mut fragments = it.fragments;
-            let json = value::to_json_string(&value, "")
-                .map_err(|_| ExprError::Runtime {
-                    line: e.line,
-                    column: e.col,
-                    message: "Callable values cannot be serialized".into(),
-                })?;
+            let json = value::to_json_string(&value, "").map_err(|_| ExprError::Runtime {
+                line: e.line,
+                column: e.col,
+                message: "Callable values cannot be serialized".into(),
+            })?;
             let Some(json) = json else {
                 return Ok(RenderedValue {
                     value: None,
@@ -304,14 +308,18 @@ impl Engine {
         }
         let r = self.render(&t, ctx)?;
         Ok(RenderedValue {
-            value: (!r.text.is_empty()).then(|| serde_json::Value::String(r.text)),
+            value: (!r.text.is_empty()).then_some(serde_json::Value::String(r.text)),
             secret_fragments: r.secret_fragments,
         })
     }
 
     /// Renders every string of a JSON tree with [`Engine::render_value`],
     /// dropping object entries and array items that render to nothing.
-    pub fn render_tree(&self, v: &serde_json::Value, ctx: &Context) -> Result<RenderedValue, ExprError> {
+    pub fn render_tree(
+        &self,
+        v: &serde_json::Value,
+        ctx: &Context,
+    ) -> Result<RenderedValue, ExprError> {
         let mut fragments = Vec::new();
         let value = self.walk(v, ctx, &mut fragments, 0)?;
         Ok(RenderedValue {
@@ -320,7 +328,13 @@ impl Engine {
         })
     }
 
-    fn walk(&self, v: &serde_json::Value, ctx: &Context, frags: &mut Vec<String>, depth: usize) -> Result<Option<serde_json::Value>, ExprError> {
+    fn walk(
+        &self,
+        v: &serde_json::Value,
+        ctx: &Context,
+        frags: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<Option<serde_json::Value>, ExprError> {
         if depth > 256 {
             return Err(ExprError::LimitExceeded {
                 limit: LimitKind::Depth,
@@ -374,16 +388,22 @@ impl Engine {
             return;
         }
         match v {
-            serde_json::Value::String(s) if s.contains("${{") => match self.parse(s, Syntax::SCAFFOLDER) {
-                Ok(t) => errors.extend(t.filters().filter(|f| !filters::is_known_filter(f, false)).map(|f| {
-                    ExprError::UnknownFilter {
-                        name: f.to_string(),
-                    }
-                })),
-                Err(e) => errors.push(e),
-            },
+            serde_json::Value::String(s) if s.contains("${{") => {
+                match self.parse(s, Syntax::SCAFFOLDER) {
+                    Ok(t) => errors.extend(
+                        t.filters()
+                            .filter(|f| !filters::is_known_filter(f, false))
+                            .map(|f| ExprError::UnknownFilter {
+                                name: f.to_string(),
+                            }),
+                    ),
+                    Err(e) => errors.push(e),
+                }
+            }
             serde_json::Value::Array(a) => a.iter().for_each(|x| self.check(x, errors, depth + 1)),
-            serde_json::Value::Object(o) => o.values().for_each(|x| self.check(x, errors, depth + 1)),
+            serde_json::Value::Object(o) => {
+                o.values().for_each(|x| self.check(x, errors, depth + 1))
+            }
             _ => {}
         }
     }

@@ -26,7 +26,10 @@ pub fn parse_template(src: &str, syntax: Syntax, max_depth: usize) -> Result<Vec
     };
     let (body, stop) = p.body(&[])?;
     if let Some(stop) = stop {
-        return Err(fail(&stop, format!("Unexpected \"{}\" tag", tag_name(&stop.value))));
+        return Err(fail(
+            &stop,
+            format!("Unexpected \"{}\" tag", tag_name(&stop.value)),
+        ));
     }
     Ok(body)
 }
@@ -40,11 +43,29 @@ fn fail(tok: &TemplateToken, message: impl Into<String>) -> ExprError {
 }
 
 const STRUCTURAL: [&str; 13] = [
-    "else", "endif", "endfor", "endmacro", "endcall", "endfilter", "endset", "default",
-    "endswitch", "elif", "elseif", "case", "endblock",
+    "else",
+    "endif",
+    "endfor",
+    "endmacro",
+    "endcall",
+    "endfilter",
+    "endset",
+    "default",
+    "endswitch",
+    "elif",
+    "elseif",
+    "case",
+    "endblock",
 ];
 const EMPTY_STRUCTURAL: [&str; 9] = [
-    "else", "endif", "endfor", "endmacro", "endcall", "endfilter", "endset", "default",
+    "else",
+    "endif",
+    "endfor",
+    "endmacro",
+    "endcall",
+    "endfilter",
+    "endset",
+    "default",
     "endswitch",
 ];
 
@@ -100,7 +121,12 @@ impl TemplateParser {
         Ok((children, None))
     }
 
-    fn expect_stop(&mut self, stops: &[&str], opener: &TemplateToken, end: &str) -> Result<(Vec<Node>, TemplateToken), ExprError> {
+    fn expect_stop(
+        &mut self,
+        stops: &[&str],
+        opener: &TemplateToken,
+        end: &str,
+    ) -> Result<(Vec<Node>, TemplateToken), ExprError> {
         let (body, stop) = self.body(stops)?;
         match stop {
             Some(s) => Ok((body, s)),
@@ -312,7 +338,11 @@ impl TemplateParser {
     }
 
     #[allow(clippy::type_complexity)]
-    fn signature(&self, src: &str, tok: &TemplateToken) -> Result<(Vec<String>, Vec<(String, Expr)>), ExprError> {
+    fn signature(
+        &self,
+        src: &str,
+        tok: &TemplateToken,
+    ) -> Result<(Vec<String>, Vec<(String, Expr)>), ExprError> {
         if trim_code(src).is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -335,13 +365,14 @@ fn contains_macro(nodes: &[Node]) -> bool {
     nodes.iter().any(|n| match n {
         Node::Macro(_) => true,
         Node::If(_, a, b) => contains_macro(a) || b.as_deref().is_some_and(contains_macro),
-        Node::For { body, otherwise, .. } => {
-            contains_macro(body) || otherwise.as_deref().is_some_and(contains_macro)
-        }
+        Node::For {
+            body, otherwise, ..
+        } => contains_macro(body) || otherwise.as_deref().is_some_and(contains_macro),
         Node::SetBlock(_, b) | Node::Block(b) => contains_macro(b),
         Node::CallBlock { caller, .. } => contains_macro(&caller.body),
         Node::Switch { cases, default, .. } => {
-            cases.iter().any(|(_, b)| contains_macro(b)) || default.as_deref().is_some_and(contains_macro)
+            cases.iter().any(|(_, b)| contains_macro(b))
+                || default.as_deref().is_some_and(contains_macro)
         }
         _ => false,
     })
@@ -351,7 +382,8 @@ fn static_call_target(e: &Expr) -> bool {
     match &e.kind {
         ExprKind::Sym(_) => true,
         ExprKind::Lookup(t, k) => {
-            static_call_target(t) && matches!(k.kind, ExprKind::Lit(ref l) if !matches!(l, Lit::Regex { .. }))
+            static_call_target(t)
+                && matches!(k.kind, ExprKind::Lit(ref l) if !matches!(l, Lit::Regex { .. }))
         }
         _ => false,
     }
@@ -450,14 +482,20 @@ impl ExprParser {
         if self.eat_op(op) {
             return Ok(());
         }
-        Err(self.error(format!("Expected {op}, received {}", Self::describe(&self.peek().tok))))
+        Err(self.error(format!(
+            "Expected {op}, received {}",
+            Self::describe(&self.peek().tok)
+        )))
     }
 
     fn expect_eof(&mut self) -> Result<(), ExprError> {
         if self.peek().tok == Tok::Eof {
             return Ok(());
         }
-        Err(self.error(format!("Expected end of expression, received {}", Self::describe(&self.peek().tok))))
+        Err(self.error(format!(
+            "Expected end of expression, received {}",
+            Self::describe(&self.peek().tok)
+        )))
     }
 
     fn check_name(&self, n: &str, t: &Token) -> Result<(), ExprError> {
@@ -467,7 +505,10 @@ impl ExprParser {
         Ok(())
     }
 
-    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, ExprError>) -> Result<T, ExprError> {
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ExprError>,
+    ) -> Result<T, ExprError> {
         self.depth += 1;
         if self.depth > self.max_depth {
             return Err(ExprError::LimitExceeded {
@@ -514,7 +555,10 @@ impl ExprParser {
             None
         };
         let at = Self::pos(&body);
-        Ok(self.mk(ExprKind::InlineIf(Box::new(cond), Box::new(body), otherwise), at))
+        Ok(self.mk(
+            ExprKind::InlineIf(Box::new(cond), Box::new(body), otherwise),
+            at,
+        ))
     }
 
     fn or(&mut self) -> Result<Expr, ExprError> {
@@ -744,7 +788,10 @@ impl ExprParser {
             self.chain()?;
             let right = self.filter()?;
             let at = Self::pos(&left);
-            left = self.mk(ExprKind::Bin(BinOp::Pow, Box::new(left), Box::new(right)), at);
+            left = self.mk(
+                ExprKind::Bin(BinOp::Pow, Box::new(left), Box::new(right)),
+                at,
+            );
         }
         Ok(left)
     }
@@ -761,7 +808,13 @@ impl ExprParser {
     fn filter_invocation(&mut self, input: Expr) -> Result<Expr, ExprError> {
         let first = self.next();
         let Tok::Name(mut name) = first.tok.clone() else {
-            return Err(self.error_at(&first, format!("Expected filter name, received {}", Self::describe(&first.tok))));
+            return Err(self.error_at(
+                &first,
+                format!(
+                    "Expected filter name, received {}",
+                    Self::describe(&first.tok)
+                ),
+            ));
         };
         self.check_name(&name, &first)?;
         while self.eat_op(".") {
@@ -778,7 +831,10 @@ impl ExprParser {
         } else {
             Args::default()
         };
-        Ok(self.mk(ExprKind::Filter(Box::new(input), name, args), (first.line, first.col)))
+        Ok(self.mk(
+            ExprKind::Filter(Box::new(input), name, args),
+            (first.line, first.col),
+        ))
     }
 
     fn unary(&mut self) -> Result<Expr, ExprError> {
@@ -808,7 +864,10 @@ impl ExprParser {
                 self.chain()?;
                 let key = self.next();
                 let Tok::Name(k) = key.tok.clone() else {
-                    return Err(self.error_at(&key, format!("Expected name, received {}", Self::describe(&key.tok))));
+                    return Err(self.error_at(
+                        &key,
+                        format!("Expected name, received {}", Self::describe(&key.tok)),
+                    ));
                 };
                 self.check_name(&k, &key)?;
                 let lit = self.mk(ExprKind::Lit(Lit::Str(k)), (key.line, key.col));
@@ -819,7 +878,11 @@ impl ExprParser {
                 self.expect_op("]")?;
                 if let ExprKind::Lit(Lit::Str(s)) = &key.kind {
                     if is_reserved(s) {
-                        return Err(self.error_pos(key.line, key.col, format!("Template name \"{s}\" is reserved")));
+                        return Err(self.error_pos(
+                            key.line,
+                            key.col,
+                            format!("Template name \"{s}\" is reserved"),
+                        ));
                     }
                 }
                 e = self.mk(ExprKind::Lookup(Box::new(e), Box::new(key)), at);
@@ -855,7 +918,10 @@ impl ExprParser {
         } else {
             self.mk(ExprKind::Lit(Lit::Num(1.0)), at)
         };
-        Ok(self.mk(ExprKind::Slice(start.map(Box::new), stop, Box::new(step)), at))
+        Ok(self.mk(
+            ExprKind::Slice(start.map(Box::new), stop, Box::new(step)),
+            at,
+        ))
     }
 
     fn primary(&mut self) -> Result<Expr, ExprError> {
@@ -885,7 +951,10 @@ impl ExprParser {
             Tok::Op("{") => ExprKind::Dict(self.nested(|p| p.dict())?),
             Tok::Eof => return Err(self.error_at(&t, "Unexpected end of expression")),
             other => {
-                return Err(self.error_at(&t, format!("Unexpected expression token {}", Self::describe(&other))))
+                return Err(self.error_at(
+                    &t,
+                    format!("Unexpected expression token {}", Self::describe(&other)),
+                ))
             }
         };
         Ok(self.mk(kind, at))
@@ -899,7 +968,9 @@ impl ExprParser {
         loop {
             let k = self.next();
             let key = match &k.tok {
-                Tok::Name(n) if !matches!(n.as_str(), "true" | "false" | "null" | "none") => n.clone(),
+                Tok::Name(n) if !matches!(n.as_str(), "true" | "false" | "null" | "none") => {
+                    n.clone()
+                }
                 Tok::Str(s) => s.clone(),
                 _ => return Err(self.error_at(&k, "Dictionary keys must be strings or names")),
             };
@@ -940,7 +1011,8 @@ impl ExprParser {
             return Ok(args);
         }
         loop {
-            let is_kw = matches!(self.peek().tok, Tok::Name(_)) && self.peek_at(1).tok == Tok::Op("=");
+            let is_kw =
+                matches!(self.peek().tok, Tok::Name(_)) && self.peek_at(1).tok == Tok::Op("=");
             if is_kw {
                 let t = self.next();
                 let Tok::Name(name) = t.tok.clone() else {
@@ -974,12 +1046,12 @@ fn static_test_name_kind(k: &ExprKind) -> String {
         ExprKind::Lit(Lit::Num(n)) => super::value::format_number(*n),
         ExprKind::Lit(Lit::Bool(b)) => b.to_string(),
         ExprKind::Lit(Lit::Null) => "null".into(),
-        ExprKind::Lit(Lit::Regex { source, flags }) => super::value::regex_to_string(
-            &super::value::RegexLit {
+        ExprKind::Lit(Lit::Regex { source, flags }) => {
+            super::value::regex_to_string(&super::value::RegexLit {
                 source: source.clone(),
                 flags: flags.clone(),
-            },
-        ),
+            })
+        }
         _ => "undefined".into(),
     }
 }
@@ -1013,7 +1085,9 @@ pub fn collect_filters(nodes: &[Node], out: &mut Vec<String>) {
                 expr(b, out);
                 c.iter().for_each(|e| expr(e, out));
             }
-            ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Pos(a) | ExprKind::Floor(a) => expr(a, out),
+            ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Pos(a) | ExprKind::Floor(a) => {
+                expr(a, out)
+            }
             ExprKind::Compare(a, ops) => {
                 expr(a, out);
                 ops.iter().for_each(|(_, e)| expr(e, out));

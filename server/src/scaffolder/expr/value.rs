@@ -343,7 +343,10 @@ pub fn string_to_number(s: &str) -> f64 {
     } else if body
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
-        && body.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && body
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'.')
     {
         body.parse::<f64>().unwrap_or(f64::NAN)
     } else {
@@ -394,7 +397,7 @@ pub fn format_number(n: f64) -> String {
             out.push('.');
             out.push_str(&digits[1..]);
         }
-        let _ = write!(out, "e{}{}", if e - 1 >= 0 { "+" } else { "-" }, (e - 1).abs());
+        let _ = write!(out, "e{}{}", if e > 0 { "+" } else { "-" }, (e - 1).abs());
     }
     out
 }
@@ -528,7 +531,12 @@ pub fn to_json_string(v: &Value, indent: &str) -> Result<Option<String>, Callabl
     }
 }
 
-fn write_json(v: &Value, indent: &str, level: usize, out: &mut String) -> Result<bool, CallableCoercion> {
+fn write_json(
+    v: &Value,
+    indent: &str,
+    level: usize,
+    out: &mut String,
+) -> Result<bool, CallableCoercion> {
     match v {
         Value::Undefined => return Ok(false),
         Value::Callable(_) => return Err(CallableCoercion),

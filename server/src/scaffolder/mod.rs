@@ -1,0 +1,3 @@
+//! The scaffolder: software templates and the tasks that run them.
+
+pub mod expr;
