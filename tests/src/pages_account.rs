@@ -77,6 +77,19 @@ async fn pages_carry_security_headers_with_script_nonces() {
         h2["content-security-policy"], h["content-security-policy"],
         "a nonce per response"
     );
+    let api = cookie_client()
+        .get(app.url("/api/catalog/entities?limit=1"))
+        .send()
+        .await
+        .expect("api");
+    let api_csp = api.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(
+        api_csp.contains("script-src 'self';") && !api_csp.contains("nonce-"),
+        "an answer without scripts gets the fixed policy: {api_csp}"
+    );
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff");
     app.stop().await;
 }
 

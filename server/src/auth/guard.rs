@@ -12,7 +12,8 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use super::{AuthError, AuthService, Principal, UserPrincipal};
 use crate::error::ApiError;
 
-/// The CSP nonce of this response's scripts.
+/// The CSP nonce of this response's scripts, made when a handler first asks
+/// for it; the gate then names it in the response's policy.
 #[derive(Debug, Clone)]
 pub struct CspNonce(pub String);
 
@@ -23,10 +24,10 @@ pub async fn gate(
     let Some(auth) = req.app_data::<web::Data<AuthService>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let path = req.path().to_string();
-    let nonce = super::crypto::random_token();
-    req.extensions_mut().insert(CspNonce(nonce.clone()));
+    let path = req.path();
     let is_static = path.starts_with("/static/");
+    let api = path.starts_with("/api/");
+    let public_api = path.starts_with("/api/auth/") || path == "/api/catalog/openapi.json";
     let principal = if is_static {
         Principal::Anonymous {
             open: !auth.required(),
@@ -37,8 +38,6 @@ pub async fn gate(
             Err(e) => return Ok(req.error_response(ApiError::from(e)).map_into_boxed_body()),
         }
     };
-    let api = path.starts_with("/api/");
-    let public_api = path.starts_with("/api/auth/") || path == "/api/catalog/openapi.json";
     if api && !public_api {
         if let Principal::Anonymous { open: false } = principal {
             let has_header = req.headers().contains_key(header::AUTHORIZATION);
@@ -61,39 +60,56 @@ pub async fn gate(
     req.extensions_mut().insert(principal);
     let secure = auth.cookies.secure;
     let mut res = next.call(req).await?.map_into_boxed_body();
+    // A nonce exists only if a handler asked for one (pages with scripts);
+    // every other response gets the fixed policy without a per-request value.
+    let nonce = res.request().extensions().get::<CspNonce>().cloned();
+    let csp = match nonce {
+        Some(CspNonce(n)) => HeaderValue::from_str(&format!(
+            "default-src 'self'; script-src 'self' 'nonce-{n}'; style-src 'self'; {CSP_REST}"
+        ))
+        .ok(),
+        None => Some(HeaderValue::from_static(CSP_FIXED)),
+    };
     let h = res.headers_mut();
-    insert_default(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    insert_default(h, header::X_FRAME_OPTIONS, "DENY");
-    insert_default(h, header::REFERRER_POLICY, "same-origin");
-    insert_default(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        &format!(
-            "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; \
-             img-src 'self' data: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    let defaults = [
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         ),
-    );
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ),
+    ];
+    for (name, value) in defaults {
+        insert_default(h, name, value);
+    }
+    if let Some(csp) = csp {
+        insert_default(h, header::CONTENT_SECURITY_POLICY, csp);
+    }
     if secure {
         insert_default(
             h,
             header::STRICT_TRANSPORT_SECURITY,
-            "max-age=31536000; includeSubDomains",
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
     Ok(res)
 }
 
-fn insert_default(
-    h: &mut actix_web::http::header::HeaderMap,
-    name: header::HeaderName,
-    value: &str,
-) {
+fn insert_default(h: &mut header::HeaderMap, name: header::HeaderName, value: HeaderValue) {
     if !h.contains_key(&name) {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
+        h.insert(name, value);
     }
 }
+
+/// The policy's directives after `script-src`/`style-src`.
+const CSP_REST: &str =
+    "img-src 'self' data: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+/// The policy of responses that run no inline script.
+const CSP_FIXED: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 async fn principal_of(auth: &AuthService, req: &ServiceRequest) -> Result<Principal, AuthError> {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
@@ -166,10 +182,12 @@ impl FromRequest for CspNonce {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        std::future::ready(Ok(req
-            .extensions()
-            .get::<CspNonce>()
-            .cloned()
-            .unwrap_or_else(|| CspNonce(super::crypto::random_token()))))
+        let existing = req.extensions().get::<CspNonce>().cloned();
+        let nonce = existing.unwrap_or_else(|| {
+            let nonce = CspNonce(super::crypto::random_token());
+            req.extensions_mut().insert(nonce.clone());
+            nonce
+        });
+        std::future::ready(Ok(nonce))
     }
 }
