@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_catalog;
 mod m20261124_000001_auth;
+mod m20261125_000001_scaffolder;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_catalog::Migration),
             Box::new(m20261124_000001_auth::Migration),
+            Box::new(m20261125_000001_scaffolder::Migration),
         ]
     }
 }

@@ -13,6 +13,7 @@ use crate::catalog::service::CatalogService;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::scaffolder::ScaffolderService;
 use crate::telemetry::Metrics;
 
 /// The demo catalog that the zero-config server serves.
@@ -30,6 +31,26 @@ const DEMO_FILES: &[(&str, &str)] = &[
         include_str!("../demo/catalog/resources.yaml"),
     ),
     ("ai.yaml", include_str!("../demo/catalog/ai.yaml")),
+    (
+        "templates/service/template.yaml",
+        include_str!("../demo/catalog/templates/service/template.yaml"),
+    ),
+    (
+        "templates/service/skeleton/catalog-info.yaml",
+        include_str!("../demo/catalog/templates/service/skeleton/catalog-info.yaml"),
+    ),
+    (
+        "templates/service/skeleton/README.md",
+        include_str!("../demo/catalog/templates/service/skeleton/README.md"),
+    ),
+    (
+        "templates/service/skeleton/src/main.txt",
+        include_str!("../demo/catalog/templates/service/skeleton/src/main.txt"),
+    ),
+    (
+        "templates/service/skeleton/run.sh",
+        include_str!("../demo/catalog/templates/service/skeleton/run.sh"),
+    ),
 ];
 
 /// A server that is up and listening.
@@ -102,8 +123,19 @@ fn extract_demo(config: &Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     for (name, content) in DEMO_FILES {
-        std::fs::write(dir.join(name), content)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", dir.join(name).display()))?;
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, content)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        #[cfg(unix)]
+        if name.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
     }
     Ok(())
 }
@@ -164,6 +196,11 @@ pub async fn start_with(
     catalog.sync_config_locations().await?;
 
     let auth = Arc::new(AuthService::new(db.clone(), catalog.clone(), &config).await?);
+    let scaffolder = Arc::new(ScaffolderService::new(
+        db.clone(),
+        catalog.clone(),
+        &config,
+    )?);
     if !auth.required() {
         tracing::warn!(
             "no backend.auth.externalAccess configured: the catalog API is open to anyone who can reach it"
@@ -183,6 +220,10 @@ pub async fn start_with(
     let data = web::Data::from(catalog.clone());
     let metrics_data = web::Data::new(metrics);
     tasks.push(tokio::spawn(auth.clone().maintain(shutdown_rx.clone())));
+    tasks.push(tokio::spawn(
+        scaffolder.clone().run_workers(shutdown_rx.clone()),
+    ));
+    let scaffolder_data = web::Data::from(scaffolder);
     let auth_data = web::Data::from(auth);
     let db_data = web::Data::new(db);
     let title_data = web::Data::new(crate::web::AppTitle(config.app_title.clone()));
@@ -191,6 +232,7 @@ pub async fn start_with(
             .app_data(data.clone())
             .app_data(metrics_data.clone())
             .app_data(auth_data.clone())
+            .app_data(scaffolder_data.clone())
             .app_data(db_data.clone())
             .app_data(title_data.clone())
             .app_data(
@@ -215,6 +257,7 @@ pub async fn start_with(
             .route("/metrics", web::get().to(metrics_text))
             .configure(crate::catalog::api::routes)
             .configure(crate::auth::api::routes)
+            .configure(crate::scaffolder::api::routes)
             .configure(crate::web::routes)
             .default_service(web::to(not_found))
     })

@@ -59,7 +59,7 @@ const IGNORED_SECTIONS: &[&str] = &[
 ];
 
 /// Sections that later parts of the server will read; accepted as they are now.
-const RESERVED_SECTIONS: &[&str] = &["integrations", "scaffolder", "humanitec", "kubernetes"];
+const RESERVED_SECTIONS: &[&str] = &["integrations", "humanitec", "kubernetes"];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -78,7 +78,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub integrations: Option<Value>,
     #[serde(default)]
-    pub scaffolder: Option<Value>,
+    pub scaffolder: ScaffolderSection,
     #[serde(default)]
     pub humanitec: Option<Value>,
     #[serde(default)]
@@ -434,6 +434,60 @@ pub struct StagedoorSection {
     pub session: Option<StagedoorSessionSection>,
 }
 
+/// `scaffolder`: Backstage's keys, plus `publishFile.allowedRoots`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScaffolderSection {
+    pub concurrent_tasks_limit: Option<u32>,
+    pub task_timeout: Option<DurationValue>,
+    pub publish_file: Option<PublishFileSection>,
+    // Backstage's other scaffolder keys: accepted; the server's behaviour covers them.
+    pub default_author: Option<Value>,
+    pub default_commit_message: Option<Value>,
+    pub task_timeout_janitor_frequency: Option<Value>,
+    #[serde(rename = "EXPERIMENTAL_recoverTasks")]
+    pub experimental_recover_tasks: Option<Value>,
+    #[serde(rename = "EXPERIMENTAL_recoverTasksTimeout")]
+    pub experimental_recover_tasks_timeout: Option<DurationValue>,
+    pub default_environment: Option<Value>,
+    pub auditor: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PublishFileSection {
+    #[serde(default)]
+    pub allowed_roots: Vec<String>,
+}
+
+/// The scaffolder's settings, resolved.
+#[derive(Debug, Clone)]
+pub struct ScaffolderConfig {
+    /// Tasks this replica runs at once.
+    pub concurrent_tasks: usize,
+    /// A task still running after this long is failed.
+    pub task_timeout: Duration,
+    /// `publish:file` writes only below one of these directories.
+    pub publish_roots: Vec<PathBuf>,
+    /// Where task workspaces live.
+    pub work_dir: PathBuf,
+    /// A running task whose worker has not beaten for this long is resumed
+    /// elsewhere (`EXPERIMENTAL_recoverTasksTimeout`).
+    pub recover_after: Duration,
+}
+
+impl ScaffolderConfig {
+    fn defaults(data_dir: &Path) -> ScaffolderConfig {
+        ScaffolderConfig {
+            concurrent_tasks: 10,
+            task_timeout: Duration::from_secs(3600),
+            publish_roots: vec![data_dir.join("published")],
+            work_dir: data_dir.join("scaffolder"),
+            recover_after: Duration::from_secs(30),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminsSection {
@@ -600,7 +654,8 @@ pub struct Config {
     pub cognito_providers: Vec<CognitoProviderConfig>,
     /// True when no configuration file was given: the demo catalog is served.
     pub demo: bool,
-    /// Directory for the embedded database and the demo catalog.
+    pub scaffolder: ScaffolderConfig,
+    /// Directory for the embedded database, the demo catalog and task workspaces.
     pub data_dir: PathBuf,
     /// Messages to log once the logger is up.
     pub warnings: Vec<String>,
@@ -722,6 +777,7 @@ impl Config {
             },
             cognito_providers: vec![],
             demo: true,
+            scaffolder: ScaffolderConfig::defaults(&data_dir),
             data_dir,
             warnings: vec![],
         }
@@ -863,6 +919,8 @@ impl Config {
         }
         let auth_config =
             resolve_auth(&raw, &base_url, &mut warnings).map_err(|(k, m)| key_err(&k, m))?;
+        let scaffolder = resolve_scaffolder(&raw.scaffolder, &data_dir, base)
+            .map_err(|(k, m)| key_err(&k, m))?;
         Ok(Config {
             app_title: raw.app.title.clone().unwrap_or_else(|| "Stagedoor".into()),
             auth: auth_config,
@@ -882,6 +940,7 @@ impl Config {
             readonly: raw.catalog.readonly.unwrap_or(false),
             cognito_providers,
             demo: false,
+            scaffolder,
             data_dir,
             warnings,
         })
@@ -1142,6 +1201,36 @@ fn resolve_database(db: &DatabaseSection, base: &Path) -> Result<DatabaseConfig,
             "client \"{other}\" is not supported; use better-sqlite3, sqlite3 or pg"
         )),
     }
+}
+
+fn resolve_scaffolder(
+    raw: &ScaffolderSection,
+    data_dir: &Path,
+    base: &Path,
+) -> Result<ScaffolderConfig, (String, String)> {
+    let mut c = ScaffolderConfig::defaults(data_dir);
+    if let Some(n) = raw.concurrent_tasks_limit {
+        if n == 0 {
+            return Err((
+                "scaffolder.concurrentTasksLimit".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        c.concurrent_tasks = n as usize;
+    }
+    if let Some(d) = &raw.task_timeout {
+        c.task_timeout = duration(d).map_err(|m| ("scaffolder.taskTimeout".into(), m))?;
+    }
+    if let Some(d) = &raw.experimental_recover_tasks_timeout {
+        c.recover_after =
+            duration(d).map_err(|m| ("scaffolder.EXPERIMENTAL_recoverTasksTimeout".into(), m))?;
+    }
+    if let Some(p) = &raw.publish_file {
+        if !p.allowed_roots.is_empty() {
+            c.publish_roots = p.allowed_roots.iter().map(|r| base.join(r)).collect();
+        }
+    }
+    Ok(c)
 }
 
 fn duration(d: &DurationValue) -> Result<Duration, String> {

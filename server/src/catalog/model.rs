@@ -492,6 +492,9 @@ pub fn validate_entity(entity: &Value, policy: &KindPolicy) -> Result<(), Vec<Va
                         }
                         if kind.eq_ignore_ascii_case("template") {
                             check_steps(spec, &mut p);
+                            for (path, message) in crate::scaffolder::template::problems(entity) {
+                                p.add(path, message);
+                            }
                         }
                         if kind.eq_ignore_ascii_case("api") && spec.get("type").and_then(Value::as_str) == Some("mcp-server") {
                             check_remotes(spec, &mut p);

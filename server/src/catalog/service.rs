@@ -33,6 +33,10 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(10 * 60);
 pub const MAX_LIMIT: u64 = 10_000;
 const DEFAULT_QUERY_LIMIT: u64 = 200;
 
+/// The source of locations the server registered itself (the scaffolder's
+/// published output): they may be files, as configured locations may.
+const TRUSTED_SOURCE: &str = "scaffolder";
+
 /// Counters the metrics endpoint reads.
 #[derive(Debug, Default)]
 pub struct CatalogStats {
@@ -619,6 +623,26 @@ impl CatalogService {
             self.check_writable()?;
         }
         self.check_spec(&spec)?;
+        self.register_location(spec, dry_run, "api").await
+    }
+
+    /// Registers a location that the server itself produced (the scaffolder's
+    /// published output), which may be a file: the caller has checked where it is.
+    pub async fn add_trusted_location(
+        &self,
+        spec: LocationSpec,
+    ) -> Result<(LocationView, Vec<Value>, bool), CatalogError> {
+        self.check_writable()?;
+        self.register_location(spec, false, TRUSTED_SOURCE).await
+    }
+
+    async fn register_location(
+        &self,
+        spec: LocationSpec,
+        dry_run: bool,
+        source: &str,
+    ) -> Result<(LocationView, Vec<Value>, bool), CatalogError> {
+        let allow_file = source == TRUSTED_SOURCE;
         let existing = store::location_by_target(&self.db.conn, &spec.kind, &spec.target).await?;
         if existing.is_some() && !dry_run {
             return Err(CatalogError::Conflict(format!(
@@ -626,7 +650,7 @@ impl CatalogService {
                 spec.key()
             )));
         }
-        let outcome = ingest::read_location(&self.reader, &self.rules, &spec, false).await;
+        let outcome = ingest::read_location(&self.reader, &self.rules, &spec, allow_file).await;
         if !outcome.complete && outcome.emitted.len() <= 1 {
             return Err(CatalogError::Input(format!(
                 "Unable to read {}: {}",
@@ -656,7 +680,7 @@ impl CatalogService {
             id: uuid::Uuid::new_v4().to_string(),
             kind: spec.kind,
             target: spec.target,
-            source: "api".into(),
+            source: source.into(),
             created_at: now,
             next_refresh_at: self.next_refresh(now),
             last_refreshed_at: None,
@@ -852,8 +876,13 @@ impl CatalogService {
             kind: loc.kind.clone(),
             target: loc.target.clone(),
         };
-        let outcome =
-            ingest::read_location(&self.reader, &self.rules, &spec, loc.source == "config").await;
+        let outcome = ingest::read_location(
+            &self.reader,
+            &self.rules,
+            &spec,
+            loc.source == "config" || loc.source == TRUSTED_SOURCE,
+        )
+        .await;
         self.write(
             &loc.id,
             outcome,
