@@ -187,6 +187,17 @@ impl Db {
         Ok(())
     }
 
+    /// On SQLite, the in-process write lock, for a write outside the catalog:
+    /// SQLite refuses a transaction's upgrade to writing when another
+    /// connection wrote meanwhile, so this process's writers take turns.
+    pub async fn sqlite_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.backend() == DatabaseBackend::Sqlite {
+            Some(self.write_lock.lock().await)
+        } else {
+            None
+        }
+    }
+
     /// Begins a catalog write: one writer at a time, across replicas on PostgreSQL.
     pub async fn begin_write(&self) -> Result<WriteGuard<'_>, sea_orm::DbErr> {
         let local = self.write_lock.lock().await;

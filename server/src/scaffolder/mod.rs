@@ -386,6 +386,7 @@ impl ScaffolderService {
                     .seal(&serde_json::to_vec(&secrets).map_err(anyhow::Error::from)?)?,
             )
         };
+        let turn = self.db.sqlite_write_turn().await;
         store::insert_task(
             &self.db.conn,
             store::tasks::Model {
@@ -406,6 +407,7 @@ impl ScaffolderService {
             },
         )
         .await?;
+        drop(turn);
         self.notify().await;
         Ok(id)
     }
@@ -483,9 +485,11 @@ impl ScaffolderService {
 
     pub async fn cancel(&self, who: &Principal, id: &str) -> Result<String, ScaffolderError> {
         let t = self.task_row(who, id).await?;
+        let turn = self.db.sqlite_write_turn().await;
         let status = store::request_cancel(&self.db.conn, &t.id, now_ms())
             .await?
             .unwrap_or_else(|| t.status.clone());
+        drop(turn);
         if status == "cancelled" && t.status == "open" {
             self.append(
                 &t.id,
@@ -515,7 +519,10 @@ impl ScaffolderService {
             ),
             _ => None,
         };
-        if !store::reopen(&self.db.conn, &t.id, sealed).await? {
+        let turn = self.db.sqlite_write_turn().await;
+        let reopened = store::reopen(&self.db.conn, &t.id, sealed).await?;
+        drop(turn);
+        if !reopened {
             return Err(ScaffolderError::Conflict(format!(
                 "Task {id} is {}; only failed or cancelled tasks can be retried",
                 t.status
@@ -533,8 +540,10 @@ impl ScaffolderService {
         kind: &str,
         body: Value,
     ) -> Result<i64, ScaffolderError> {
+        let turn = self.db.sqlite_write_turn().await;
         let id =
             store::append_event(&self.db.conn, task_id, kind, &body.to_string(), now_ms()).await?;
+        drop(turn);
         let _ = self.events.send(task_id.to_string());
         Ok(id)
     }

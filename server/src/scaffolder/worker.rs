@@ -35,7 +35,10 @@ impl ScaffolderService {
             self.release_stale(now_ms() - self.config.recover_after.as_millis() as i64)
                 .await;
             while let Ok(permit) = limit.clone().try_acquire_owned() {
-                match store::claim(&self.db.conn, &self.worker_id, now_ms()).await {
+                let turn = self.db.sqlite_write_turn().await;
+                let claimed = store::claim(&self.db.conn, &self.worker_id, now_ms()).await;
+                drop(turn);
+                match claimed {
                     Ok(Some(task)) => {
                         let me = self.clone();
                         running.spawn(async move {
@@ -72,7 +75,10 @@ impl ScaffolderService {
     }
 
     async fn release_stale(&self, cutoff: i64) {
-        match store::release_stale(&self.db.conn, cutoff).await {
+        let turn = self.db.sqlite_write_turn().await;
+        let released = store::release_stale(&self.db.conn, cutoff).await;
+        drop(turn);
+        match released {
             Ok(ids) => {
                 for id in ids {
                     tracing::info!(task = %id, "scaffolder: resuming a task whose worker stopped");
@@ -127,7 +133,10 @@ impl ScaffolderService {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
-                    match store::heartbeat(&me.db.conn, &id, &me.worker_id, now_ms()).await {
+                    let turn = me.db.sqlite_write_turn().await;
+                    let beat = store::heartbeat(&me.db.conn, &id, &me.worker_id, now_ms()).await;
+                    drop(turn);
+                    match beat {
                         Ok(true) => {}
                         Ok(false) => {
                             let _ = lost_tx.send(true);
@@ -175,7 +184,10 @@ impl ScaffolderService {
                        "error": {"name": "Error", "message": e.to_string()}}),
             ),
         };
-        match store::finish(&self.db.conn, &id, &self.worker_id, status, now_ms()).await {
+        let turn = self.db.sqlite_write_turn().await;
+        let finished = store::finish(&self.db.conn, &id, &self.worker_id, status, now_ms()).await;
+        drop(turn);
+        match finished {
             Ok(true) => {
                 let _ = self.append(&id, kind, body).await;
             }
@@ -269,6 +281,7 @@ impl Sink for DbSink {
         let files = self.workspace.files().map_err(|e| e.to_string())?;
         let packed = pack_workspace(&files)?;
         let state = serde_json::to_string(state).map_err(|e| e.to_string())?;
+        let _turn = self.service.db.sqlite_write_turn().await;
         store::save_state(
             &self.service.db.conn,
             &self.task_id,
