@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::expr::{repo_url_parts, RepoUrlError};
 use super::template::Template;
 
 /// Largest `values` (or `secrets`) a task may be created with, as JSON.
@@ -150,27 +151,17 @@ fn repo_url_pickers(schema: &Value, out: &mut Vec<(String, Value)>) {
 
 /// `github.com?owner=o&repo=r`, parsed as Backstage's `parseRepoUrl` does.
 pub fn parse_repo_url(raw: &str) -> Result<Map<String, Value>, String> {
-    let url = url::Url::parse(&format!("https://{raw}")).map_err(|_| {
-        format!("\"{raw}\" is not a repository URL of the form host?owner=…&repo=…")
-    })?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("\"{raw}\" has no host"))?
-        .to_string();
-    let mut out = Map::new();
-    out.insert("host".into(), json!(host));
-    for (k, v) in url.query_pairs() {
-        if matches!(
-            k.as_ref(),
-            "owner" | "repo" | "organization" | "workspace" | "project"
-        ) {
-            out.insert(k.into_owned(), json!(v.into_owned()));
+    let parts = repo_url_parts(raw).map_err(|e| match e {
+        RepoUrlError::Invalid(_) => {
+            format!("\"{raw}\" is not a repository URL of the form host?owner=…&repo=…")
         }
-    }
-    if !out.contains_key("repo") {
-        return Err(format!("\"{raw}\" is missing the repo"));
-    }
-    Ok(out)
+        RepoUrlError::NoHost => format!("\"{raw}\" has no host"),
+        RepoUrlError::MissingRepo => format!("\"{raw}\" is missing the repo"),
+    })?;
+    Ok(parts
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect())
 }
 
 fn check_repo_url(raw: &str, options: &Value) -> Result<(), String> {

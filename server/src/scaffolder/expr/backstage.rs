@@ -35,47 +35,66 @@ pub fn apply(e: &Expr, name: &str, input: &Value, args: &[Value]) -> Result<Valu
     }
 }
 
-/// `host?owner=o&repo=r` → `{host, owner, repo, organization, workspace, project}`
-/// (absent parameters are omitted).
-fn parse_repo_url(e: &Expr, input: &Value) -> Result<Value, ExprError> {
-    let Some(text) = input.text() else {
-        return Err(err(e, "parseRepoUrl requires a string"));
-    };
-    let url = url::Url::parse(&format!("https://{text}")).map_err(|x| {
-        err(
-            e,
-            format!("Invalid repo URL passed to parseRepoUrl, got {text}, {x}"),
-        )
-    })?;
+/// Why a repository URL could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoUrlError {
+    /// Not a URL once `https://` is put in front; the parser's reason.
+    Invalid(String),
+    NoHost,
+    MissingRepo,
+}
+
+/// `host?owner=o&repo=r`, read as Backstage's `parseRepoUrl` reads it: the
+/// host (with its port), then whichever of owner, organization, workspace and
+/// project are present, then the repo. The form's RepoUrlPicker check and the
+/// filter both use it.
+pub fn repo_url_parts(text: &str) -> Result<Vec<(&'static str, String)>, RepoUrlError> {
+    let url = url::Url::parse(&format!("https://{text}"))
+        .map_err(|x| RepoUrlError::Invalid(x.to_string()))?;
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_string(),
-        _ => {
-            return Err(err(
-                e,
-                format!("Invalid repo URL passed to parseRepoUrl, got {text}"),
-            ))
-        }
+        _ => return Err(RepoUrlError::NoHost),
     };
     let param = |name: &str| {
         url.query_pairs()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     };
-    let Some(repo) = param("repo") else {
-        return Err(err(
-            e,
-            format!("Invalid repo URL passed to parseRepoUrl, missing repo in {text}"),
-        ));
-    };
-    let mut entries: Vec<(Rc<str>, Value)> = vec![(Rc::from("host"), Value::str(host))];
+    let repo = param("repo").ok_or(RepoUrlError::MissingRepo)?;
+    let mut parts = vec![("host", host)];
     for key in ["owner", "organization", "workspace", "project"] {
         if let Some(v) = param(key) {
-            entries.push((Rc::from(key), Value::str(v)));
+            parts.push((key, v));
         }
     }
-    entries.push((Rc::from("repo"), Value::str(repo)));
-    Ok(Value::object(entries))
+    parts.push(("repo", repo));
+    Ok(parts)
+}
+
+/// `host?owner=o&repo=r` → `{host, owner, repo, organization, workspace, project}`
+/// (absent parameters are omitted).
+fn parse_repo_url(e: &Expr, input: &Value) -> Result<Value, ExprError> {
+    let Some(text) = input.text() else {
+        return Err(err(e, "parseRepoUrl requires a string"));
+    };
+    let parts = repo_url_parts(text).map_err(|x| {
+        let message = match x {
+            RepoUrlError::Invalid(reason) => {
+                format!("Invalid repo URL passed to parseRepoUrl, got {text}, {reason}")
+            }
+            RepoUrlError::NoHost => format!("Invalid repo URL passed to parseRepoUrl, got {text}"),
+            RepoUrlError::MissingRepo => {
+                format!("Invalid repo URL passed to parseRepoUrl, missing repo in {text}")
+            }
+        };
+        err(e, message)
+    })?;
+    Ok(Value::object(
+        parts
+            .into_iter()
+            .map(|(k, v)| (Rc::<str>::from(k), Value::str(v))),
+    ))
 }
 
 /// `[kind:][namespace/]name` with optional `{defaultKind, defaultNamespace}`.

@@ -13,6 +13,8 @@ mod lexer;
 mod parser;
 mod value;
 
+pub use backstage::{repo_url_parts, RepoUrlError};
+
 #[cfg(test)]
 mod tests;
 
