@@ -491,7 +491,7 @@ pub fn validate_entity(entity: &Value, policy: &KindPolicy) -> Result<(), Vec<Va
                             }
                         }
                         if kind.eq_ignore_ascii_case("template") {
-                            check_steps(spec, &mut p);
+                            // Backstage's schema for the kind, and the scaffolder's own checks.
                             for (path, message) in crate::scaffolder::template::problems(entity) {
                                 p.add(path, message);
                             }
@@ -692,26 +692,6 @@ fn check_fields(spec: &Map<String, Value>, fields: &[Field], p: &mut Problems) {
                 Ty::ObjOrList => "an object or an array",
             };
             p.add(path, format!("must be {expected}"));
-        }
-    }
-}
-
-fn check_steps(spec: &Map<String, Value>, p: &mut Problems) {
-    let Some(Value::Array(steps)) = spec.get("steps") else {
-        return;
-    };
-    for (i, step) in steps.iter().enumerate() {
-        match step.get("action") {
-            Some(Value::String(a)) if !a.is_empty() => {}
-            _ => p.add(
-                format!("spec.steps[{i}].action"),
-                "is required and must be a string",
-            ),
-        }
-        for key in ["id", "name"] {
-            if step.get(key).is_some_and(|v| !v.is_string()) {
-                p.add(format!("spec.steps[{i}].{key}"), "must be a string");
-            }
         }
     }
 }
