@@ -187,15 +187,16 @@ impl Db {
         Ok(())
     }
 
-    /// On SQLite, the in-process write lock, for a write outside the catalog:
-    /// SQLite refuses a transaction's upgrade to writing when another
-    /// connection wrote meanwhile, so this process's writers take turns.
-    pub async fn sqlite_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if self.backend() == DatabaseBackend::Sqlite {
+    /// Runs a write outside the catalog. On SQLite it takes the in-process
+    /// write lock first: SQLite refuses a transaction's upgrade to writing when
+    /// another connection wrote meanwhile, so this process's writers take turns.
+    pub async fn write_turn<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        let _turn = if self.backend() == DatabaseBackend::Sqlite {
             Some(self.write_lock.lock().await)
         } else {
             None
-        }
+        };
+        write.await
     }
 
     /// Begins a catalog write: one writer at a time, across replicas on PostgreSQL.

@@ -237,6 +237,11 @@ impl CatalogService {
         })
     }
 
+    /// The reader of files and allow-listed URLs, which the scaffolder's fetches share.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+
     pub fn rules(&self) -> &Rules {
         &self.rules
     }

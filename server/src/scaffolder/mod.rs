@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::crypto::SecretKeys;
 use crate::auth::Principal;
 use crate::catalog::model::EntityRef;
+use crate::catalog::now_ms;
 use crate::catalog::service::CatalogService;
 use crate::config::Config;
 use crate::db::Db;
@@ -122,10 +123,6 @@ pub struct ScaffolderService {
     pub(crate) running: parking_lot::Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
@@ -170,7 +167,7 @@ impl ScaffolderService {
         let engine = Arc::new(Engine::new(Limits::default()));
         let services = Services {
             engine: engine.clone(),
-            reader: crate::catalog::reader::Reader::new(&config.reading_allow)?,
+            reader: catalog.reader().clone(),
             catalog: catalog.clone(),
             publish_roots: config.scaffolder.publish_roots.clone(),
         };
@@ -386,12 +383,12 @@ impl ScaffolderService {
                     .seal(&serde_json::to_vec(&secrets).map_err(anyhow::Error::from)?)?,
             )
         };
-        let turn = self.db.sqlite_write_turn().await;
-        store::insert_task(
+        let spec = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
+        let row = store::insert_task(
             &self.db.conn,
             store::tasks::Model {
                 id: id.clone(),
-                spec: serde_json::to_string(&spec).map_err(anyhow::Error::from)?,
+                spec,
                 status: "open".into(),
                 created_by: who.user().map(|u| u.identity.user_ref.clone()),
                 template_ref: Some(template.entity_ref),
@@ -405,9 +402,8 @@ impl ScaffolderService {
                 attempts: 0,
                 finished_at: None,
             },
-        )
-        .await?;
-        drop(turn);
+        );
+        self.db.write_turn(row).await?;
         self.notify().await;
         Ok(id)
     }
@@ -485,11 +481,11 @@ impl ScaffolderService {
 
     pub async fn cancel(&self, who: &Principal, id: &str) -> Result<String, ScaffolderError> {
         let t = self.task_row(who, id).await?;
-        let turn = self.db.sqlite_write_turn().await;
-        let status = store::request_cancel(&self.db.conn, &t.id, now_ms())
+        let status = self
+            .db
+            .write_turn(store::request_cancel(&self.db.conn, &t.id, now_ms()))
             .await?
             .unwrap_or_else(|| t.status.clone());
-        drop(turn);
         if status == "cancelled" && t.status == "open" {
             self.append(
                 &t.id,
@@ -519,9 +515,10 @@ impl ScaffolderService {
             ),
             _ => None,
         };
-        let turn = self.db.sqlite_write_turn().await;
-        let reopened = store::reopen(&self.db.conn, &t.id, sealed).await?;
-        drop(turn);
+        let reopened = self
+            .db
+            .write_turn(store::reopen(&self.db.conn, &t.id, sealed))
+            .await?;
         if !reopened {
             return Err(ScaffolderError::Conflict(format!(
                 "Task {id} is {}; only failed or cancelled tasks can be retried",
@@ -540,10 +537,16 @@ impl ScaffolderService {
         kind: &str,
         body: Value,
     ) -> Result<i64, ScaffolderError> {
-        let turn = self.db.sqlite_write_turn().await;
-        let id =
-            store::append_event(&self.db.conn, task_id, kind, &body.to_string(), now_ms()).await?;
-        drop(turn);
+        let id = self
+            .db
+            .write_turn(store::append_event(
+                &self.db.conn,
+                task_id,
+                kind,
+                &body.to_string(),
+                now_ms(),
+            ))
+            .await?;
         let _ = self.events.send(task_id.to_string());
         Ok(id)
     }
@@ -717,14 +720,7 @@ struct MemorySink {
 
 #[async_trait::async_trait]
 impl runner::Sink for MemorySink {
-    async fn log(&self, message: String, step_id: Option<&str>, status: Option<&str>) {
-        let mut body = json!({ "message": message });
-        if let Some(s) = step_id {
-            body["stepId"] = json!(s);
-        }
-        if let Some(s) = status {
-            body["status"] = json!(s);
-        }
+    async fn log(&self, body: Value) {
         self.lines.lock().push(json!({ "body": body }));
     }
     async fn checkpoint(&self, _state: &TaskState) -> Result<bool, String> {

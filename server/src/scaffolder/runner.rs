@@ -17,6 +17,7 @@ use super::expr::{Context, Engine, ExprError};
 use super::redact::Redactor;
 use super::template::Step;
 use super::workspace::Confined;
+use crate::catalog::now_ms;
 
 /// What a task runs: Backstage's v1beta3 task spec.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -77,8 +78,9 @@ pub enum RunError {
 /// Where a run reports to: the database for tasks, memory for dry-runs.
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync {
-    /// Records a log event (already redacted).
-    async fn log(&self, message: String, step_id: Option<&str>, status: Option<&str>);
+    /// Records a log event's body (`message`, and `stepId` and `status` when
+    /// they apply), already redacted.
+    async fn log(&self, body: Value);
     /// Saves the checkpoint; false when the task was taken from this worker.
     async fn checkpoint(&self, state: &TaskState) -> Result<bool, String>;
 }
@@ -108,14 +110,16 @@ fn truthy(v: &Option<Value>) -> bool {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl Runner<'_> {
     async fn log(&self, message: impl Into<String>, step: Option<&str>, status: Option<&str>) {
-        let text = self.redactor.lock().text(&message.into());
-        self.sink.log(text, step, status).await;
+        let mut body = json!({ "message": self.redactor.lock().text(&message.into()) });
+        if let Some(s) = step {
+            body["stepId"] = json!(s);
+        }
+        if let Some(s) = status {
+            body["status"] = json!(s);
+        }
+        self.sink.log(body).await;
     }
 
     fn render(&self, v: &Value, ctx: &Context) -> Result<Option<Value>, ExprError> {

@@ -168,6 +168,14 @@ fn placeholders(backend: DatabaseBackend) -> (&'static str, &'static str) {
     }
 }
 
+/// The task, while this worker runs it.
+fn held_by(id: &str, worker: &str) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(tasks::Column::Id.eq(id))
+        .add(tasks::Column::ClaimedBy.eq(worker))
+        .add(tasks::Column::Status.eq("processing"))
+}
+
 /// Marks the task alive; false when this worker no longer holds it.
 pub async fn heartbeat(
     db: &impl ConnectionTrait,
@@ -177,9 +185,7 @@ pub async fn heartbeat(
 ) -> Result<bool, DbErr> {
     let r = tasks::Entity::update_many()
         .col_expr(tasks::Column::LastHeartbeatAt, Expr::value(now))
-        .filter(tasks::Column::Id.eq(id))
-        .filter(tasks::Column::ClaimedBy.eq(worker))
-        .filter(tasks::Column::Status.eq("processing"))
+        .filter(held_by(id, worker))
         .exec(db)
         .await?;
     Ok(r.rows_affected == 1)
@@ -198,9 +204,7 @@ pub async fn save_state(
         .col_expr(tasks::Column::State, Expr::value(state))
         .col_expr(tasks::Column::Workspace, Expr::value(workspace))
         .col_expr(tasks::Column::LastHeartbeatAt, Expr::value(now))
-        .filter(tasks::Column::Id.eq(id))
-        .filter(tasks::Column::ClaimedBy.eq(worker))
-        .filter(tasks::Column::Status.eq("processing"))
+        .filter(held_by(id, worker))
         .exec(db)
         .await?;
     Ok(r.rows_affected == 1)
@@ -229,12 +233,7 @@ pub async fn finish(
             Expr::value(Option::<String>::None),
         );
     }
-    let r = q
-        .filter(tasks::Column::Id.eq(id))
-        .filter(tasks::Column::ClaimedBy.eq(worker))
-        .filter(tasks::Column::Status.eq("processing"))
-        .exec(db)
-        .await?;
+    let r = q.filter(held_by(id, worker)).exec(db).await?;
     Ok(r.rows_affected == 1)
 }
 

@@ -35,9 +35,10 @@ impl ScaffolderService {
             self.release_stale(now_ms() - self.config.recover_after.as_millis() as i64)
                 .await;
             while let Ok(permit) = limit.clone().try_acquire_owned() {
-                let turn = self.db.sqlite_write_turn().await;
-                let claimed = store::claim(&self.db.conn, &self.worker_id, now_ms()).await;
-                drop(turn);
+                let claimed = self
+                    .db
+                    .write_turn(store::claim(&self.db.conn, &self.worker_id, now_ms()))
+                    .await;
                 match claimed {
                     Ok(Some(task)) => {
                         let me = self.clone();
@@ -75,9 +76,10 @@ impl ScaffolderService {
     }
 
     async fn release_stale(&self, cutoff: i64) {
-        let turn = self.db.sqlite_write_turn().await;
-        let released = store::release_stale(&self.db.conn, cutoff).await;
-        drop(turn);
+        let released = self
+            .db
+            .write_turn(store::release_stale(&self.db.conn, cutoff))
+            .await;
         match released {
             Ok(ids) => {
                 for id in ids {
@@ -133,9 +135,10 @@ impl ScaffolderService {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
-                    let turn = me.db.sqlite_write_turn().await;
-                    let beat = store::heartbeat(&me.db.conn, &id, &me.worker_id, now_ms()).await;
-                    drop(turn);
+                    let beat = me
+                        .db
+                        .write_turn(store::heartbeat(&me.db.conn, &id, &me.worker_id, now_ms()))
+                        .await;
                     match beat {
                         Ok(true) => {}
                         Ok(false) => {
@@ -184,9 +187,16 @@ impl ScaffolderService {
                        "error": {"name": "Error", "message": e.to_string()}}),
             ),
         };
-        let turn = self.db.sqlite_write_turn().await;
-        let finished = store::finish(&self.db.conn, &id, &self.worker_id, status, now_ms()).await;
-        drop(turn);
+        let finished = self
+            .db
+            .write_turn(store::finish(
+                &self.db.conn,
+                &id,
+                &self.worker_id,
+                status,
+                now_ms(),
+            ))
+            .await;
         match finished {
             Ok(true) => {
                 let _ = self.append(&id, kind, body).await;
@@ -264,14 +274,7 @@ struct DbSink {
 
 #[async_trait::async_trait]
 impl Sink for DbSink {
-    async fn log(&self, message: String, step_id: Option<&str>, status: Option<&str>) {
-        let mut body = json!({ "message": message });
-        if let Some(s) = step_id {
-            body["stepId"] = json!(s);
-        }
-        if let Some(s) = status {
-            body["status"] = json!(s);
-        }
+    async fn log(&self, body: Value) {
         if let Err(e) = self.service.append(&self.task_id, "log", body).await {
             tracing::warn!(task = %self.task_id, error = %e, "scaffolder: writing a log event failed");
         }
@@ -281,16 +284,15 @@ impl Sink for DbSink {
         let files = self.workspace.files().map_err(|e| e.to_string())?;
         let packed = pack_workspace(&files)?;
         let state = serde_json::to_string(state).map_err(|e| e.to_string())?;
-        let _turn = self.service.db.sqlite_write_turn().await;
-        store::save_state(
-            &self.service.db.conn,
+        let db = &self.service.db;
+        let save = store::save_state(
+            &db.conn,
             &self.task_id,
             &self.service.worker_id,
             &state,
             Some(packed),
             now_ms(),
-        )
-        .await
-        .map_err(|e| e.to_string())
+        );
+        db.write_turn(save).await.map_err(|e| e.to_string())
     }
 }

@@ -139,46 +139,59 @@ impl Confined {
         Ok(())
     }
 
-    /// Every file below `rel` (or the root), without following links.
-    /// Links whose target leaves the root, or dangles, are refused.
-    pub fn files(&self) -> Result<Vec<TreeFile>, PathError> {
-        let mut out = Vec::new();
+    /// Visits every entry below the root, without following links, each with
+    /// its path, its root-relative name and its type; directories are entered.
+    fn walk(
+        &self,
+        mut visit: impl FnMut(&Path, String, std::fs::FileType) -> Result<(), PathError>,
+    ) -> Result<(), PathError> {
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
             let shown = dir.display().to_string();
-            let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            let entries = std::fs::read_dir(&dir)
                 .map_err(io_err(&shown))?
-                .collect::<Result<_, _>>()
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(io_err(&shown))?;
-            entries.sort_by_key(|e| e.file_name());
             for entry in entries {
                 let path = entry.path();
                 let rel = relative(&self.root, &path);
-                let meta = std::fs::symlink_metadata(&path).map_err(io_err(&rel))?;
-                let ft = meta.file_type();
-                if ft.is_symlink() {
-                    // Checks the chain ends inside.
-                    self.resolve(&rel)?;
-                    let target = std::fs::read_link(&path).map_err(io_err(&rel))?;
-                    out.push(TreeFile {
-                        path: rel,
-                        executable: false,
-                        content: target.to_string_lossy().into_owned().into_bytes(),
-                        symlink: true,
-                    });
-                } else if ft.is_dir() {
-                    stack.push(path);
-                } else if ft.is_file() {
-                    let content = std::fs::read(&path).map_err(io_err(&rel))?;
-                    out.push(TreeFile {
-                        path: rel,
-                        executable: is_executable(&meta),
-                        content,
-                        symlink: false,
-                    });
+                let ft = entry.file_type().map_err(io_err(&rel))?;
+                if ft.is_dir() {
+                    stack.push(path.clone());
                 }
+                visit(&path, rel, ft)?;
             }
         }
+        Ok(())
+    }
+
+    /// Every file below the root, without following links, in path order.
+    /// Links whose target leaves the root, or dangles, are refused.
+    pub fn files(&self) -> Result<Vec<TreeFile>, PathError> {
+        let mut out = Vec::new();
+        self.walk(|path, rel, ft| {
+            if ft.is_symlink() {
+                // Checks the chain ends inside.
+                self.resolve(&rel)?;
+                let target = std::fs::read_link(path).map_err(io_err(&rel))?;
+                out.push(TreeFile {
+                    path: rel,
+                    executable: false,
+                    content: target.to_string_lossy().into_owned().into_bytes(),
+                    symlink: true,
+                });
+            } else if ft.is_file() {
+                let meta = std::fs::symlink_metadata(path).map_err(io_err(&rel))?;
+                let content = std::fs::read(path).map_err(io_err(&rel))?;
+                out.push(TreeFile {
+                    path: rel,
+                    executable: is_executable(&meta),
+                    content,
+                    symlink: false,
+                });
+            }
+            Ok(())
+        })?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
@@ -187,26 +200,10 @@ impl Confined {
     /// globby lists them for `fetch:template`; links are not followed.
     pub fn entries(&self) -> Result<Vec<String>, PathError> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let shown = dir.display().to_string();
-            let mut entries: Vec<_> = std::fs::read_dir(&dir)
-                .map_err(io_err(&shown))?
-                .collect::<Result<_, _>>()
-                .map_err(io_err(&shown))?;
-            entries.sort_by_key(|e| e.file_name());
-            for entry in entries.into_iter().rev() {
-                let path = entry.path();
-                let rel = relative(&self.root, &path);
-                let ft = entry.file_type().map_err(io_err(&rel))?;
-                if ft.is_dir() {
-                    out.push(format!("{rel}/"));
-                    stack.push(path);
-                } else {
-                    out.push(rel);
-                }
-            }
-        }
+        self.walk(|_, rel, ft| {
+            out.push(if ft.is_dir() { format!("{rel}/") } else { rel });
+            Ok(())
+        })?;
         out.sort();
         Ok(out)
     }

@@ -354,11 +354,16 @@ impl Action for Template {
                     };
                     output.write(&out_path, content.as_bytes(), mode_of(&meta))?;
                 }
-                _ => {
+                binary_or_link => {
                     ctx.log(format!(
                         "Copying file binary or symbolic link at {location}, to template output path."
                     ));
-                    copy_entry(&source, bare, &output, &out_path)?;
+                    match binary_or_link {
+                        Some(b) => output.write(&out_path, &b, mode_of(&meta))?,
+                        None => {
+                            copy_entry(&source, bare, &output, &out_path)?;
+                        }
+                    }
                 }
             }
         }
