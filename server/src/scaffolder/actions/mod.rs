@@ -152,7 +152,8 @@ pub trait Action: Send + Sync {
 /// The actions this server can run, by id.
 pub struct Registry {
     actions: BTreeMap<&'static str, Arc<dyn Action>>,
-    validators: BTreeMap<&'static str, jsonschema::Validator>,
+    /// Compiled input schemas, made on the first task rather than at start.
+    validators: std::sync::OnceLock<BTreeMap<&'static str, jsonschema::Validator>>,
 }
 
 /// Every built-in action id, for template validation (which runs without a registry).
@@ -196,18 +197,21 @@ impl Registry {
         for id in publish::NOT_CONFIGURED {
             actions.push(Arc::new(publish::NotConfigured(id)));
         }
-        let mut map = BTreeMap::new();
-        let mut validators = BTreeMap::new();
-        for a in actions {
-            if let Ok(v) = jsonschema::validator_for(&a.input_schema()) {
-                validators.insert(a.id(), v);
-            }
-            map.insert(a.id(), a);
-        }
         Registry {
-            actions: map,
-            validators,
+            actions: actions.into_iter().map(|a| (a.id(), a)).collect(),
+            validators: std::sync::OnceLock::new(),
         }
+    }
+
+    fn validators(&self) -> &BTreeMap<&'static str, jsonschema::Validator> {
+        self.validators.get_or_init(|| {
+            self.actions
+                .iter()
+                .filter_map(|(id, a)| {
+                    Some((*id, jsonschema::validator_for(&a.input_schema()).ok()?))
+                })
+                .collect()
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<dyn Action>> {
@@ -216,7 +220,7 @@ impl Registry {
 
     /// Validates rendered input against the action's schema.
     pub fn check_input(&self, id: &str, input: &Value) -> Result<(), String> {
-        let Some(v) = self.validators.get(id) else {
+        let Some(v) = self.validators().get(id) else {
             return Ok(());
         };
         let errors: Vec<String> = v
@@ -297,7 +301,7 @@ mod tests {
         for id in BUILTIN_IDS {
             assert!(r.get(id).is_some(), "{id} is listed but not registered");
             assert!(
-                r.validators.contains_key(id),
+                r.validators().contains_key(id),
                 "{id}'s input schema compiles"
             );
         }
