@@ -752,7 +752,9 @@ async fn two_servers_never_run_one_task_twice() {
     let config = template_config(dir.path(), "twice", steps, &[], "");
     let a = start(&config).await;
     let b = a.spawn_peer().await;
+    // Each replica sees the template once the other's write reaches it.
     wait_for_template(&a, "twice").await;
+    wait_for_template(&b, "twice").await;
     let mut ids = Vec::new();
     for i in 0..20 {
         let app = if i % 2 == 0 { &a } else { &b };
