@@ -323,9 +323,16 @@ impl ScaffolderService {
         Self::check_size("values", values)?;
         Self::check_size("secrets", secrets)?;
         let mut errors = params::check_values(template, values);
+        // A schema message quotes the value it refuses: a secret's is masked.
+        let mut red = redact::Redactor::new();
+        for v in secrets.values().filter_map(Value::as_str) {
+            red.add_secret(v);
+        }
         let secret_errors = params::check_secrets(template, secrets);
         errors.extend(secret_errors.into_iter().map(|mut e| {
             e.property = e.property.replacen("instance", "secrets", 1);
+            e.message = red.text(&e.message);
+            e.stack = red.text(&e.stack);
             e
         }));
         if errors.is_empty() {
