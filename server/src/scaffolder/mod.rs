@@ -245,23 +245,52 @@ impl ScaffolderService {
             ));
         }
         let template = self.template(entity_ref)?;
-        for g in &curation.allowed_groups {
-            EntityRef::parse(g, Some("group"), "default")
-                .map_err(|e| ScaffolderError::Input(e.to_string()))?;
-        }
+        let stored = self.curation(&template.entity_ref).await?.allowed_groups;
+        let groups = self.group_refs(&curation.allowed_groups, &stored)?;
         store::put_template_setting(
             &self.db.conn,
             store::templates::Model {
                 entity_ref: template.entity_ref,
                 published: curation.published,
-                allowed_groups: serde_json::to_string(&curation.allowed_groups)
-                    .unwrap_or_else(|_| "[]".into()),
+                allowed_groups: serde_json::to_string(&groups).unwrap_or_else(|_| "[]".into()),
                 updated_at: now_ms(),
                 updated_by: who.user().map(|u| u.identity.user_ref.clone()),
             },
         )
         .await?;
         Ok(())
+    }
+
+    /// Group refs as written (`team-a`, `group:default/team-a`), in the full
+    /// form that ownership refs take. A group newly named must be in the
+    /// catalog, since a typo would shut everyone out without a word; one
+    /// already `stored` may have left it and still be kept.
+    fn group_refs(
+        &self,
+        written: &[String],
+        stored: &[String],
+    ) -> Result<Vec<String>, ScaffolderError> {
+        let mut out: Vec<String> = Vec::new();
+        for g in written.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
+            let r = EntityRef::parse(g, Some("group"), "default")
+                .map_err(|e| ScaffolderError::Input(format!("\"{g}\": {e}")))?;
+            if !r.kind.eq_ignore_ascii_case("group") {
+                return Err(ScaffolderError::Input(format!(
+                    "\"{g}\" is not a group; give group refs such as group:default/team-a"
+                )));
+            }
+            let full = r.to_string();
+            let known = stored.iter().any(|s| s.eq_ignore_ascii_case(&full));
+            if !known && self.catalog.by_ref(&r).is_none() {
+                return Err(ScaffolderError::Input(format!(
+                    "There is no group {full} in the catalog"
+                )));
+            }
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(&full)) {
+                out.push(full);
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the caller may see and run the template.
