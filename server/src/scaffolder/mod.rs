@@ -645,10 +645,7 @@ impl ScaffolderService {
         };
         let secrets = req.secrets.unwrap_or_default();
         Self::validate(&template, &values, &secrets)?;
-        let dir = tempfile::Builder::new()
-            .prefix("dry-run-")
-            .tempdir_in(self.work_dir()?)
-            .map_err(anyhow::Error::from)?;
+        let dir = self.dry_run_dir()?;
         let template_dir = Confined::create(&dir.path().join("template"))?;
         let mut total = 0usize;
         for f in &req.directory_contents {
@@ -669,6 +666,55 @@ impl ScaffolderService {
                 )
                 .map_err(|e| ScaffolderError::Input(e.to_string()))?;
         }
+        let base_url = format!("file://{}/template.yaml", template_dir.root().display());
+        self.run_dry(who, &template, values, &secrets, Some(base_url), &dir)
+            .await
+    }
+
+    /// Dry-runs a template of the catalog, whose relative fetches read the
+    /// files next to it (a `file` location's directory, or its URL's), as a
+    /// real task of it would.
+    pub async fn dry_run_template(
+        &self,
+        who: &Principal,
+        entity_ref: &str,
+        values: Value,
+        secrets: Map<String, Value>,
+    ) -> Result<Value, ScaffolderError> {
+        let template = self.template(entity_ref)?;
+        let curation = self.curation(&template.entity_ref).await?;
+        if (who.user().is_none() && !who.is_admin()) || !Self::may_use(who, &curation) {
+            return Err(ScaffolderError::NotFound(format!(
+                "Template {} not found",
+                template.entity_ref
+            )));
+        }
+        let values = if values.is_null() { json!({}) } else { values };
+        Self::validate(&template, &values, &secrets)?;
+        let dir = self.dry_run_dir()?;
+        let base_url = template.base_url.clone();
+        self.run_dry(who, &template, values, &secrets, base_url, &dir)
+            .await
+    }
+
+    fn dry_run_dir(&self) -> Result<tempfile::TempDir, ScaffolderError> {
+        Ok(tempfile::Builder::new()
+            .prefix("dry-run-")
+            .tempdir_in(self.work_dir()?)
+            .map_err(anyhow::Error::from)?)
+    }
+
+    /// Runs checked values through the template in a scratch workspace under
+    /// `dir`: the log, the files it would produce, the output and the steps.
+    async fn run_dry(
+        &self,
+        who: &Principal,
+        template: &Template,
+        values: Value,
+        secrets: &Map<String, Value>,
+        base_url: Option<String>,
+        dir: &tempfile::TempDir,
+    ) -> Result<Value, ScaffolderError> {
         let workspace = Confined::create(&dir.path().join("workspace"))?;
         let spec = TaskSpec {
             api_version: "scaffolder.backstage.io/v1beta3".into(),
@@ -678,10 +724,7 @@ impl ScaffolderService {
             user: self.user_of(who),
             template_info: TemplateInfo {
                 entity_ref: template.entity_ref.clone(),
-                base_url: Some(format!(
-                    "file://{}/template.yaml",
-                    template_dir.root().display()
-                )),
+                base_url,
             },
         };
         let sink = MemorySink::default();
@@ -695,7 +738,7 @@ impl ScaffolderService {
             sink: &sink,
             task_id: &task_id,
             spec: &spec,
-            secrets: &secrets,
+            secrets,
             workspace: &workspace,
             dry_run: true,
             cancel,

@@ -196,6 +196,32 @@ impl Template {
             .to_string()
     }
 
+    /// The values a form starts with: each property's `default`, page by
+    /// page, nested objects included (a later page's default wins a clash).
+    pub fn default_values(&self) -> Value {
+        fn defaults(schema: &Value, into: &mut Map<String, Value>) {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            for (name, prop) in props {
+                if let Some(d) = prop.get("default") {
+                    into.insert(name.clone(), d.clone());
+                } else if prop.get("properties").is_some() {
+                    let mut nested = Map::new();
+                    defaults(prop, &mut nested);
+                    if !nested.is_empty() {
+                        into.insert(name.clone(), Value::Object(nested));
+                    }
+                }
+            }
+        }
+        let mut out = Map::new();
+        for page in &self.pages {
+            defaults(page, &mut out);
+        }
+        Value::Object(out)
+    }
+
     /// `GET …/parameter-schema`: Backstage's shape.
     pub fn parameter_schema(&self) -> Value {
         let meta = self.entity.get("metadata").cloned().unwrap_or_default();
@@ -307,6 +333,21 @@ mod tests {
         assert_eq!(
             s["steps"][0]["schema"]["properties"]["name"]["type"],
             "string"
+        );
+    }
+
+    #[test]
+    fn default_values_come_from_every_page() {
+        let mut e = template(json!([{"action": "debug:log"}]));
+        e["spec"]["parameters"] = json!([
+            {"properties": {"name": {"type": "string"}, "port": {"type": "number", "default": 8080}}},
+            {"properties": {"db": {"type": "object", "properties": {"engine": {"type": "string", "default": "pg"}, "size": {"type": "number"}}},
+                            "tags": {"type": "array", "default": ["a"]}}}
+        ]);
+        let t = Template::from_entity(&e).expect("parse");
+        assert_eq!(
+            t.default_values(),
+            json!({"port": 8080, "db": {"engine": "pg"}, "tags": ["a"]})
         );
     }
 }
