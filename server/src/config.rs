@@ -434,13 +434,15 @@ pub struct StagedoorSection {
     pub session: Option<StagedoorSessionSection>,
 }
 
-/// `scaffolder`: Backstage's keys, plus `publishFile.allowedRoots`.
+/// `scaffolder`: Backstage's keys, plus `publishFile.allowedRoots` and
+/// `templateFiles.allowedRoots`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScaffolderSection {
     pub concurrent_tasks_limit: Option<u32>,
     pub task_timeout: Option<DurationValue>,
     pub publish_file: Option<PublishFileSection>,
+    pub template_files: Option<TemplateFilesSection>,
     // Backstage's other scaffolder keys: accepted; the server's behaviour covers them.
     pub default_author: Option<Value>,
     pub default_commit_message: Option<Value>,
@@ -460,6 +462,14 @@ pub struct PublishFileSection {
     pub allowed_roots: Vec<String>,
 }
 
+/// `scaffolder.templateFiles`: where admins may register template files from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TemplateFilesSection {
+    #[serde(default)]
+    pub allowed_roots: Vec<String>,
+}
+
 /// The scaffolder's settings, resolved.
 #[derive(Debug, Clone)]
 pub struct ScaffolderConfig {
@@ -471,6 +481,9 @@ pub struct ScaffolderConfig {
     pub publish_roots: Vec<PathBuf>,
     /// Where task workspaces live.
     pub work_dir: PathBuf,
+    /// `file` template locations may be registered from the admin page only
+    /// below one of these directories; none means only URLs.
+    pub template_roots: Vec<PathBuf>,
     /// A running task whose worker has not beaten for this long is resumed
     /// elsewhere (`EXPERIMENTAL_recoverTasksTimeout`).
     pub recover_after: Duration,
@@ -483,6 +496,7 @@ impl ScaffolderConfig {
             task_timeout: Duration::from_secs(3600),
             publish_roots: vec![data_dir.join("published")],
             work_dir: data_dir.join("scaffolder"),
+            template_roots: vec![],
             recover_after: Duration::from_secs(30),
         }
     }
@@ -1229,6 +1243,9 @@ fn resolve_scaffolder(
         if !p.allowed_roots.is_empty() {
             c.publish_roots = p.allowed_roots.iter().map(|r| base.join(r)).collect();
         }
+    }
+    if let Some(t) = &raw.template_files {
+        c.template_roots = t.allowed_roots.iter().map(|r| base.join(r)).collect();
     }
     Ok(c)
 }

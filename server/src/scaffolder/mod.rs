@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod curation;
 pub mod expr;
 pub mod params;
 pub mod redact;
