@@ -6,6 +6,9 @@
 //! page for the forbidden, a sign-in redirect for the signed-out.
 
 mod admin;
+mod admin_dry_run;
+mod admin_tasks;
+mod admin_templates;
 mod assets;
 mod catalog;
 mod entity;
@@ -27,6 +30,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     login::routes(cfg);
     profile::routes(cfg);
     admin::routes(cfg);
+    admin_templates::routes(cfg);
+    admin_dry_run::routes(cfg);
+    admin_tasks::routes(cfg);
     home::routes(cfg);
     catalog::routes(cfg);
     entity::routes(cfg);
