@@ -110,6 +110,8 @@ pub struct BackendSection {
     pub database: Option<DatabaseSection>,
     pub reading: Option<ReadingSection>,
     pub auth: Option<BackendAuth>,
+    /// Where task workspaces are kept (Backstage's key; default: the data directory).
+    pub working_directory: Option<String>,
     // Accepted for compatibility; the server's own defaults apply.
     pub cors: Option<Value>,
     pub csp: Option<Value>,
@@ -933,8 +935,17 @@ impl Config {
         }
         let auth_config =
             resolve_auth(&raw, &base_url, &mut warnings).map_err(|(k, m)| key_err(&k, m))?;
-        let scaffolder = resolve_scaffolder(&raw.scaffolder, &data_dir, base)
+        let mut scaffolder = resolve_scaffolder(&raw.scaffolder, &data_dir, base)
             .map_err(|(k, m)| key_err(&k, m))?;
+        if let Some(dir) = &raw.backend.working_directory {
+            if dir.trim().is_empty() {
+                return Err(key_err(
+                    "backend.workingDirectory",
+                    "must not be empty".into(),
+                ));
+            }
+            scaffolder.work_dir = base.join(dir).join("scaffolder");
+        }
         Ok(Config {
             app_title: raw.app.title.clone().unwrap_or_else(|| "Stagedoor".into()),
             auth: auth_config,
