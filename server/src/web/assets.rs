@@ -18,6 +18,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../static/js/app.js"),
     ),
     (
+        "js/create.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../static/js/create.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_bytes!("../../../static/favicon.svg"),

@@ -11,6 +11,7 @@ mod admin_tasks;
 mod admin_templates;
 mod assets;
 mod catalog;
+mod create;
 mod entity;
 mod graph;
 mod home;
@@ -36,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     home::routes(cfg);
     catalog::routes(cfg);
     entity::routes(cfg);
+    create::routes(cfg);
 }
 
 /// What every page's layout needs.
