@@ -22,6 +22,7 @@ use crate::catalog::filter::EntityFilter;
 use crate::catalog::index::Order;
 use crate::catalog::model::EntityRef;
 use crate::catalog::service::{CatalogService, OrderField, QueryParams};
+use crate::error::{ApiError, RenderedPage};
 use crate::scaffolder::template::Template;
 use crate::scaffolder::{ScaffolderError, ScaffolderService, TaskRequest};
 
@@ -389,53 +390,40 @@ fn picker_options(catalog: &CatalogService, f: &FieldSpec) -> Vec<OptionView> {
         .collect()
 }
 
-/// A JSON answer for the wizard's script.
-fn json_error(status: StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": {"message": message}}))
-}
-
 /// `POST …/validate`: the problems with one page of the form, as JSON
-/// (`{"errors": [{"field", "message"}]}`), for the wizard's Next.
+/// (`{"errors": [{"field", "message"}]}`), for the wizard's Next. Refusals
+/// are the API's error JSON.
 async fn validate(
     ctx: PageContext,
     svc: Svc,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Bytes,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let submitted = Submitted::parse(&body);
-    if let Err(e) = ctx.check_form(&req, submitted.get("csrf").unwrap_or_default()) {
-        return match e {
-            PageError::Forbidden(m) => json_error(StatusCode::FORBIDDEN, &m),
-            _ => json_error(StatusCode::FORBIDDEN, "Sign in again."),
-        };
+    let loaded = async {
+        require_user(&ctx)?;
+        ctx.check_form(&req, submitted.get("csrf").unwrap_or_default())?;
+        load(&ctx, &svc, &path, false).await
     }
-    let loaded = match load(&ctx, &svc, &path, false).await {
-        Ok(l) => l,
-        Err(PageError::NotFound(m)) => return json_error(StatusCode::NOT_FOUND, &m),
-        Err(PageError::Forbidden(m)) => return json_error(StatusCode::FORBIDDEN, &m),
-        Err(PageError::SignIn(_)) => return json_error(StatusCode::UNAUTHORIZED, "Sign in again."),
-        Err(PageError::Input(m)) => return json_error(StatusCode::BAD_REQUEST, &m),
-        Err(PageError::Internal(e)) => {
-            tracing::error!(error = format!("{e:#}"), "validating a form page failed");
-            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Try again later.");
-        }
-    };
+    .await
+    .map_err(|e| match e {
+        PageError::SignIn(_) => ApiError::unauthenticated("Sign in again."),
+        PageError::Forbidden(m) => ApiError::not_allowed(m),
+        PageError::NotFound(m) => ApiError::not_found(m),
+        PageError::Input(m) => ApiError::input(m),
+        PageError::Internal(e) => ApiError::internal(e),
+    })?;
     let specs = form::pages(&loaded.template);
-    let Some(index) = submitted
+    let index = submitted
         .get("page")
         .and_then(|p| p.parse::<usize>().ok())
         .filter(|i| *i < specs.len())
-    else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("page must be a number below {}", specs.len()),
-        );
-    };
+        .ok_or_else(|| ApiError::input(format!("page must be a number below {}", specs.len())))?;
     let fields: Vec<&FieldSpec> = specs[index].fields.iter().collect();
     let decoded = form::decode(fields.iter().copied(), &submitted);
     let errors = form::check(&loaded.template, &[index], &fields, &decoded, false);
-    HttpResponse::Ok().json(json!({ "page": index, "errors": errors }))
+    Ok(HttpResponse::Ok().json(json!({ "page": index, "errors": errors })))
 }
 
 /// `POST` on the form: create the task, or show the form again with its problems.
@@ -492,6 +480,8 @@ async fn create(
         Ok(Err(page)) => {
             let mut res = ctx.respond(Ok::<_, PageError>(page));
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            // A page, not an API error: keep its body.
+            res.extensions_mut().insert(RenderedPage);
             res
         }
         Err(e) => ctx.error_page(&e),
