@@ -54,6 +54,18 @@ pub(crate) async fn portal_with(
     idp_extra: Value,
     backend_extra: &str,
 ) -> Option<Portal> {
+    portal_configured(resolvers, idp_extra, backend_extra, &[], "").await
+}
+
+/// As `portal_with`, with more catalog files to read and `tail`, YAML of
+/// further top-level sections (such as `scaffolder`).
+pub(crate) async fn portal_configured(
+    resolvers: &str,
+    idp_extra: Value,
+    backend_extra: &str,
+    locations: &[std::path::PathBuf],
+    tail: &str,
+) -> Option<Portal> {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let idp = OidcPeer::start(
@@ -89,9 +101,13 @@ stagedoor:
 catalog:
   locations:
     - {{type: file, target: "{org}"}}
-"#,
+{more}{tail}"#,
         issuer = idp.issuer,
-        org = org.display()
+        org = org.display(),
+        more = locations
+            .iter()
+            .map(|l| format!("    - {{type: file, target: \"{}\"}}\n", l.display()))
+            .collect::<String>(),
     );
     let app = spawn(Spawn {
         config,

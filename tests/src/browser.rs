@@ -12,22 +12,22 @@ use stagedoor_tests::{poll_until, HttpFixture};
 
 use crate::auth::{portal_with, BY_EMAIL};
 
-const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+pub(crate) const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
-struct Shots {
+pub(crate) struct Shots {
     dir: PathBuf,
     n: usize,
 }
 
 impl Shots {
-    fn new() -> Shots {
+    pub(crate) fn new() -> Shots {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot directory");
         eprintln!("screenshots: {}", dir.display());
         Shots { dir, n: 0 }
     }
 
-    async fn take(&mut self, c: &Client, name: &str) {
+    pub(crate) async fn take(&mut self, c: &Client, name: &str) {
         self.n += 1;
         let png = c.screenshot().await.expect("screenshot");
         std::fs::write(self.dir.join(format!("{:02}-{name}.png", self.n)), png)
@@ -35,7 +35,7 @@ impl Shots {
     }
 }
 
-async fn browser(driver: &Chromedriver, width: u32, height: u32) -> Client {
+pub(crate) async fn browser(driver: &Chromedriver, width: u32, height: u32) -> Client {
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(Chromedriver::capabilities(width, height))
         .connect(&driver.url)
@@ -43,7 +43,7 @@ async fn browser(driver: &Chromedriver, width: u32, height: u32) -> Client {
         .expect("a chromedriver session")
 }
 
-async fn wait_for_path(c: &Client, prefix: &str) -> url::Url {
+pub(crate) async fn wait_for_path(c: &Client, prefix: &str) -> url::Url {
     poll_until(&format!("a page under {prefix}"), WAIT, || async {
         let url = c.current_url().await.ok()?;
         let path_and_query = match url.query() {
@@ -55,7 +55,7 @@ async fn wait_for_path(c: &Client, prefix: &str) -> url::Url {
     .await
 }
 
-async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
+pub(crate) async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
     c.wait()
         .at_most(WAIT)
         .for_element(Locator::Css(selector))

@@ -38,40 +38,33 @@ pub fn render(source: &str) -> SafeHtml {
     options.insert(Options::ENABLE_TABLES);
     options.insert(Options::ENABLE_STRIKETHROUGH);
     options.insert(Options::ENABLE_TASKLISTS);
-    // Inside an image, its alt text; the image itself is never loaded.
-    let mut in_image = 0usize;
-    let events = Parser::new_ext(source, options).filter_map(|event| match event {
-        Event::Html(html) | Event::InlineHtml(html) => Some(Event::Text(html)),
+    let events = Parser::new_ext(source, options).map(|event| match event {
+        Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
         Event::Start(Tag::Link {
             link_type,
             dest_url,
             title,
             id,
-        }) => Some(Event::Start(Tag::Link {
+        }) => Event::Start(Tag::Link {
             link_type,
             dest_url: checked(dest_url),
             title,
             id,
-        })),
+        }),
         Event::Start(Tag::Image {
             dest_url,
             title,
             id,
             ..
-        }) => {
-            in_image += 1;
-            Some(Event::Start(Tag::Link {
-                link_type: LinkType::Inline,
-                dest_url: checked(dest_url),
-                title,
-                id,
-            }))
-        }
-        Event::End(TagEnd::Image) => {
-            in_image = in_image.saturating_sub(1);
-            Some(Event::End(TagEnd::Link))
-        }
-        other => Some(other),
+        }) => Event::Start(Tag::Link {
+            // An image becomes a link to it, its alt text the link's text.
+            link_type: LinkType::Inline,
+            dest_url: checked(dest_url),
+            title,
+            id,
+        }),
+        Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
+        other => other,
     });
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, events);
