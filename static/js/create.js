@@ -226,11 +226,16 @@
     next.hidden = false;
     next.addEventListener('click', forward);
     back.addEventListener('click', () => show(Math.max(0, current - 1)));
-    // Enter in a field means Next until the review; only there does it create.
+    // Enter in a field means Next until the review; only there does it create, once.
     form.addEventListener('submit', (event) => {
       if (current < pages.length) {
         event.preventDefault();
         forward();
+      } else if (create.dataset.sent) {
+        event.preventDefault();
+      } else {
+        create.dataset.sent = '1';
+        create.setAttribute('aria-disabled', 'true');
       }
     });
 
@@ -354,6 +359,8 @@
     }
 
     let source = null;
+    // Failed connections in a row; past the limit, stop and say so.
+    let failures = 0;
     function connect() {
       source = new EventSource(`${url}?after=${last}`);
       const handle = (e) => {
@@ -375,13 +382,17 @@
         }
       };
       ['log', 'recovered', 'completion', 'cancelled'].forEach((t) => source.addEventListener(t, handle));
+      source.addEventListener('open', () => { failures = 0; });
       source.addEventListener('error', () => {
         // The browser reconnects by itself, with the URL it started with;
         // start again from the last event seen instead.
-        if (source.readyState === EventSource.CLOSED || source.readyState === EventSource.CONNECTING) {
-          source.close();
-          window.setTimeout(connect, 2000);
+        source.close();
+        failures += 1;
+        if (failures > 30) {
+          status.insertAdjacentText('afterend', ' Live updates stopped: reload the page.');
+          return;
         }
+        window.setTimeout(connect, 2000);
       });
     }
     connect();
