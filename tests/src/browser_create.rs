@@ -151,8 +151,23 @@ async fn a_developer_creates_a_service_from_the_demo_template() {
     );
     let name = css(&c, "[data-field='p.name'] input").await;
     name.send_keys("Bad Name").await.expect("type name");
-    css(&c, "[data-field='p.owner'] input")
-        .await
+    // The owner picker suggests groups from the catalog as one types.
+    let owner = css(&c, "[data-field='p.owner'] input").await;
+    owner.send_keys("platform").await.expect("type owner");
+    poll_until("suggestions for \"platform\"", WAIT, || async {
+        let values = c
+            .execute(
+                "return Array.from(document.querySelectorAll('[data-field=\"p.owner\"] datalist option')).map((o) => o.value);",
+                vec![],
+            )
+            .await
+            .ok()?;
+        let values: Vec<String> = serde_json::from_value(values).ok()?;
+        (values == ["group:default/platform-team"]).then_some(())
+    })
+    .await;
+    owner.clear().await.expect("clear owner");
+    owner
         .send_keys("group:default/platform-team")
         .await
         .expect("type owner");
@@ -255,8 +270,8 @@ async fn a_developer_creates_a_service_from_the_demo_template() {
     .await
     .expect("observe the log");
     shots.take(&c, "create-task-waiting").await;
-    fx.set("/slow.txt", Route::Body(Arc::new(b"slow".to_vec())));
-    gate.notify_waiters();
+    // One request waits at the gate (or is about to): a stored permit reaches it either way.
+    gate.notify_one();
 
     // The task runs; its lines arrive live, and at its end the page reloads with the output.
     let link = css(&c, "#output-links a").await;
